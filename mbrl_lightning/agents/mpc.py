@@ -1,0 +1,48 @@
+"""The model-based agent of the brief: a dynamics ensemble plus an action optimiser, acting by MPC."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor
+
+from mbrl_lightning.envs import Task
+from mbrl_lightning.models.dynamics import DynamicsEnsemble
+from mbrl_lightning.planning import MPCPolicy, RandomShooting
+from mbrl_lightning.planning.optimizers import ActionOptimizer
+
+
+class MPCAgent(DynamicsEnsemble):
+    """``DynamicsEnsemble`` trained as usual, plus the planner the collection and evaluation callbacks use.
+
+    Args:
+        planner: ``RandomShooting`` or ``CEM`` (horizon, number of candidate sequences, CEM settings).
+        discount: discount of the predicted rewards summed over the horizon (1 = plain sum, as the brief).
+        propagation: ``"mean"`` steps each member with its predicted mean; ``"sample"`` draws from the
+            learned Gaussian (``loss="nll"`` only; PETS' TS-inf style propagation).
+        (the other arguments are DynamicsEnsemble's)
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, planner: ActionOptimizer | None = None,
+                 discount: float = 1.0, propagation: Literal["mean", "sample"] = "mean",
+                 ensemble_size: int = 3, hidden_size: int = 250, num_layers: int = 2, activation: str = "relu",
+                 lr: float = 1e-3, weight_decay: float = 0.0, loss: Literal["mse", "nll"] = "mse") -> None:
+        super().__init__(obs_dim, act_dim, ensemble_size, hidden_size, num_layers, activation, lr, weight_decay,
+                         loss)
+        if propagation == "sample" and loss != "nll":
+            raise ValueError("propagation='sample' needs a probabilistic model: set loss='nll'")
+        self.save_hyperparameters(ignore=["planner"])
+        self.planner = planner if planner is not None else RandomShooting()
+        self.discount, self.propagation = discount, propagation
+
+    def _step(self, obs: Tensor, act: Tensor) -> Tensor:
+        return self.predict_next(obs, act, sample=self.propagation == "sample")
+
+    def mpc_policy(self, task: Task, low: Tensor, high: Tensor, max_envs: int, seed: int = 0) -> MPCPolicy:
+        """A fresh MPC policy over this model for up to ``max_envs`` environments side by side."""
+        return MPCPolicy(self._step, self.ensemble_size, task, self.planner, low, high, max_envs,
+                         discount=self.discount, device=self.device, seed=seed)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # plain types only: which planner made this run (its settings live in the run's config.yaml too)
+        checkpoint["planner"] = {"class": type(self.planner).__name__, **vars(self.planner)}

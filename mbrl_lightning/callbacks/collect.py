@@ -1,0 +1,97 @@
+"""Callbacks that step the real environment and grow the replay buffer."""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from mbrl_lightning.data.collect import RandomPolicy, collect
+
+
+def _datamodule(trainer: pl.Trainer):
+    dm = getattr(trainer, "datamodule", None)
+    if dm is None or not hasattr(dm, "buffer"):
+        raise RuntimeError("data-collection callbacks need a ReplayDataModule (the run's `data:`)")
+    return dm
+
+
+def log_scalars(trainer: pl.Trainer, metrics: dict[str, float], step: int | None = None) -> None:
+    """Write scalars straight to the loggers (for hooks where ``LightningModule.log`` is not allowed)."""
+    if trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step if step is None else step)
+
+
+class CollectRandom(pl.Callback):
+    """Fill the buffer with ``num_steps`` random-policy steps at fit start (the brief's initial batch).
+
+    It runs in ``on_fit_start``, before the first dataloader is built; a resumed run whose buffer
+    already holds data skips it.
+    """
+
+    def __init__(self, num_steps: int = 5000, num_envs: int = 1, seed: int = 0) -> None:
+        if num_steps <= 0:
+            raise ValueError(f"num_steps must be positive, got {num_steps}")
+        self.num_steps, self.num_envs, self.seed = num_steps, num_envs, seed
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        dm = _datamodule(trainer)
+        if len(dm.buffer) > 0:
+            return
+        seed = self.seed + 7919 * trainer.global_rank
+        envs = [dm.make_env() for _ in range(self.num_envs)]
+        start = time.perf_counter()
+        policy = RandomPolicy(dm.action_low, dm.action_high, seed=seed)
+        result = collect(envs, policy, num_steps=self.num_steps, seed=seed, desc="random data",
+                         progress=trainer.is_global_zero)
+        for env in envs:
+            env.close()
+        dm.add(result.transitions)
+        metrics = {"data/env_steps": float(dm.buffer.total_added),
+                   "data/collect_seconds": time.perf_counter() - start}
+        if result.returns:
+            metrics["data/random_return"] = float(torch.tensor(result.returns).mean())
+        log_scalars(trainer, metrics, step=0)
+
+
+def mpc_policy(trainer: pl.Trainer, pl_module: pl.LightningModule, max_envs: int, seed: int):
+    """The module's MPC policy for the DataModule's env (the module must be an ``MPCAgent``)."""
+    if not hasattr(pl_module, "mpc_policy"):
+        raise TypeError(f"{type(pl_module).__name__} cannot plan: use model class_path "
+                        "mbrl_lightning.agents.MPCAgent for MPC collection and evaluation")
+    dm = _datamodule(trainer)
+    return pl_module.mpc_policy(dm.task, dm.action_low, dm.action_high, max_envs, seed=seed)
+
+
+class CollectOnPolicy(pl.Callback):
+    """At each iteration's end, run the MPC policy for ``num_steps`` real steps and add them to the buffer.
+
+    ``num_envs`` episodes run side by side, planned in one batch (independent episodes, so the data's
+    statistics do not change). The last iteration collects nothing: no training would use it.
+    """
+
+    def __init__(self, num_steps: int = 1000, num_envs: int = 1, seed: int = 1) -> None:
+        if num_steps <= 0 or num_envs <= 0:
+            raise ValueError("num_steps and num_envs must be positive")
+        self.num_steps, self.num_envs, self.seed = num_steps, num_envs, seed
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.sanity_checking:
+            return
+        dm = _datamodule(trainer)
+        seed = self.seed * 1_000_003 + 10_007 * (trainer.current_epoch + 1) + 7919 * trainer.global_rank
+        envs = [dm.make_env() for _ in range(self.num_envs)]
+        policy = mpc_policy(trainer, pl_module, self.num_envs, seed)
+        was_training = pl_module.training
+        pl_module.eval()
+        result = collect(envs, policy, num_steps=self.num_steps, seed=seed,
+                         desc=f"MPC data (iteration {trainer.current_epoch + 1})", progress=trainer.is_global_zero)
+        pl_module.train(was_training)
+        for env in envs:
+            env.close()
+        dm.add(result.transitions)
+        pl_module.log("data/env_steps", float(dm.buffer.total_added))
+        if result.returns:
+            pl_module.log("data/collect_return", float(torch.tensor(result.returns).mean()))

@@ -1,0 +1,82 @@
+"""Evaluate the MPC policy on real episodes after each iteration and log the returns."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from mbrl_lightning.callbacks.collect import _datamodule, mpc_policy
+from mbrl_lightning.data.collect import collect
+
+log = logging.getLogger(__name__)
+
+
+class Evaluate(pl.Callback):
+    """Runs ``num_episodes`` MPC episodes (``num_envs`` at a time, planned in one batch) every
+    ``every_n_iters`` iterations and at the last one; logs eval/return (mean, std, min, max), eval/ep_len,
+    env steps so far and planning seconds per action. Episodes use the same start seeds every iteration, so
+    iterations are compared on equal terms. ``video=True`` saves the first episode as a GIF in the log folder
+    and a strip of its frames to TensorBoard (skipped with a warning if the env cannot render).
+    """
+
+    def __init__(self, num_episodes: int = 10, num_envs: int | None = None, every_n_iters: int = 1,
+                 seed: int = 12345, video: bool = False) -> None:
+        if num_episodes <= 0 or every_n_iters <= 0:
+            raise ValueError("num_episodes and every_n_iters must be positive")
+        self.num_episodes, self.every_n_iters, self.seed, self.video = num_episodes, every_n_iters, seed, video
+        self.num_envs = num_envs or num_episodes
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        iteration = trainer.current_epoch + 1
+        last = iteration >= (trainer.max_epochs or 0)
+        if trainer.sanity_checking or not (last or iteration % self.every_n_iters == 0):
+            return
+        dm = _datamodule(trainer)
+        record = self.video and trainer.is_global_zero
+        envs = [dm.make_env(render_mode="rgb_array") if (record and i == 0) else dm.make_env()
+                for i in range(self.num_envs)]
+        policy = mpc_policy(trainer, pl_module, self.num_envs, seed=self.seed + 7919 * trainer.global_rank)
+        pl_module.eval()
+        try:
+            result = collect(envs, policy, num_episodes=self.num_episodes, seed=self.seed,
+                             desc=f"evaluate (iteration {iteration})", progress=trainer.is_global_zero,
+                             record_first=record)
+        except Exception as err:  # rendering unavailable: evaluate without video
+            if not record:
+                raise
+            log.warning("video disabled: rendering failed (%s); set MUJOCO_GL=egl for MuJoCo envs", err)
+            envs[0] = dm.make_env()
+            result = collect(envs, policy, num_episodes=self.num_episodes, seed=self.seed,
+                             desc=f"evaluate (iteration {iteration})", progress=trainer.is_global_zero)
+        finally:
+            pl_module.train()
+        for env in envs:
+            env.close()
+        returns = torch.tensor(result.returns)
+        pl_module.log_dict({
+            "eval/return": returns.mean(), "eval/return_std": returns.std(unbiased=False),
+            "eval/return_min": returns.min(), "eval/return_max": returns.max(),
+            "eval/ep_len": torch.tensor(result.lengths, dtype=torch.float32).mean(),
+            "eval/env_steps": float(dm.buffer.total_added),
+            "eval/plan_seconds_per_action": policy.plan_seconds / max(policy.planned_actions, 1),
+            "eval/iteration": float(iteration),
+        })
+        if result.frames:
+            self._save_video(trainer, result.frames, iteration)
+
+    def _save_video(self, trainer: pl.Trainer, frames: list[np.ndarray], iteration: int) -> None:
+        from PIL import Image
+
+        folder = trainer.log_dir or "."
+        os.makedirs(folder, exist_ok=True)
+        images = [Image.fromarray(f) for f in frames[::2]]
+        path = os.path.join(folder, f"eval_iter{iteration:03d}.gif")
+        images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0)
+        strip = np.concatenate([frames[i] for i in np.linspace(0, len(frames) - 1, 6).astype(int)], axis=1)
+        for logger in trainer.loggers:
+            if hasattr(logger, "experiment") and hasattr(logger.experiment, "add_image"):
+                logger.experiment.add_image("eval/episode_frames", strip, iteration, dataformats="HWC")

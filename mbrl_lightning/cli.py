@@ -1,0 +1,39 @@
+"""``python -m mbrl_lightning fit --config configs/....yaml``: LightningCLI with the env dims linked in."""
+
+from __future__ import annotations
+
+import sys
+
+from pytorch_lightning.cli import LightningCLI
+
+
+class MBRLCLI(LightningCLI):
+    """LightningCLI whose model receives ``obs_dim``/``act_dim`` from the DataModule's environment."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.obs_dim", "model.init_args.obs_dim", apply_on="instantiate")
+        parser.link_arguments("data.act_dim", "model.init_args.act_dim", apply_on="instantiate")
+
+
+def lightning_main(args: list[str] | None = None) -> MBRLCLI:
+    """Run LightningCLI (``fit``, ``validate``, ...); model and data are chosen by ``class_path``."""
+    return MBRLCLI(
+        model_class=None,
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        trainer_defaults={"reload_dataloaders_every_n_epochs": 1},
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch: ``theory``, ``report``, ``sweep`` are our own commands; everything else goes to LightningCLI."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "theory":
+        from mbrl_lightning.theory.cli import main as theory_main
+
+        sys.exit(theory_main(argv[1:]))
+    lightning_main(argv)

@@ -1,0 +1,127 @@
+"""Stepping a batch of real environments with a batched policy: the one routine that gathers real data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+
+class Policy(Protocol):
+    """Acts for several environments at once; ``env_idx`` says which of the batch's envs each row is."""
+
+    def act(self, obs: Tensor, env_idx: Tensor) -> Tensor: ...
+
+    def reset(self, env_idx: Tensor) -> None: ...
+
+
+class RandomPolicy:
+    """Uniform actions within the action bounds, from its own seeded generator."""
+
+    def __init__(self, low: Tensor, high: Tensor, seed: int = 0) -> None:
+        self.low, self.high = low.float(), high.float()
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def act(self, obs: Tensor, env_idx: Tensor) -> Tensor:
+        u = torch.rand(obs.shape[0], self.low.shape[0], generator=self.gen)
+        return self.low + u * (self.high - self.low)
+
+    def reset(self, env_idx: Tensor) -> None:
+        pass
+
+
+@dataclass
+class Rollouts:
+    """Transitions in buffer layout plus the returns and lengths of the episodes that finished."""
+
+    transitions: dict[str, Tensor]
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.transitions["obs"].shape[0])
+
+
+def collect(envs: Sequence[gym.Env], policy: Policy, *, num_steps: int | None = None,
+            num_episodes: int | None = None, seed: int = 0, desc: str = "collect", progress: bool = True,
+            record_first: bool = False) -> Rollouts:
+    """Run ``policy`` on up to ``len(envs)`` environments side by side.
+
+    Exactly one of ``num_steps`` (stop after that many transitions in total; an episode cut off at the end
+    is simply not counted in ``returns``) or ``num_episodes`` (run that many whole episodes) is given.
+    Episode ``i`` is reset with ``seed + i``, so a run repeats exactly for the same seed.
+    ``record_first`` keeps the ``rgb_array`` frames of the first episode (the envs must render).
+    """
+    if (num_steps is None) == (num_episodes is None):
+        raise ValueError("give exactly one of num_steps or num_episodes")
+    budget_steps = num_steps if num_steps is not None else float("inf")
+    budget_eps = num_episodes if num_episodes is not None else float("inf")
+    slots = len(envs) if num_episodes is None else min(len(envs), num_episodes)
+    obs = [None] * slots
+    ep_ret, ep_len, ep_id = [0.0] * slots, [0] * slots, [-1] * slots
+    active = [False] * slots
+    started, steps = 0, 0
+    out: dict[str, list] = {k: [] for k in ("obs", "act", "next_obs", "reward", "terminated")}
+    result = Rollouts(transitions={})
+
+    def start(i: int) -> None:
+        nonlocal started
+        o, _ = envs[i].reset(seed=seed + started)
+        obs[i], ep_ret[i], ep_len[i], ep_id[i], active[i] = o, 0.0, 0, started, True
+        started += 1
+        policy.reset(torch.tensor([i]))
+        if record_first and ep_id[i] == 0:
+            result.frames.append(envs[i].render())
+
+    for i in range(slots):
+        if started < budget_eps:
+            start(i)
+    bar = tqdm(total=num_steps if num_steps is not None else num_episodes, desc=desc, leave=False,
+               disable=not progress, dynamic_ncols=True, unit="step" if num_steps is not None else "ep")
+    while any(active) and steps < budget_steps:
+        idx = [i for i in range(slots) if active[i]]
+        if num_steps is not None:
+            idx = idx[: int(budget_steps - steps)]
+        o = torch.as_tensor(np.stack([obs[i] for i in idx]), dtype=torch.float32)
+        a = policy.act(o, torch.tensor(idx)).detach().cpu()
+        for row, i in enumerate(idx):
+            next_o, r, term, trunc, _ = envs[i].step(a[row].numpy())
+            out["obs"].append(obs[i])
+            out["act"].append(a[row].numpy())
+            out["next_obs"].append(next_o)
+            out["reward"].append(float(r))
+            out["terminated"].append(bool(term))
+            ep_ret[i] += float(r)
+            ep_len[i] += 1
+            steps += 1
+            obs[i] = next_o
+            if record_first and ep_id[i] == 0:
+                result.frames.append(envs[i].render())
+            if term or trunc:
+                result.returns.append(ep_ret[i])
+                result.lengths.append(ep_len[i])
+                active[i] = False
+                if num_episodes is not None:
+                    bar.update(1)
+                if started < budget_eps:
+                    start(i)
+        if num_steps is not None:
+            bar.update(len(idx))
+    bar.close()
+    obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
+    result.transitions = {
+        "obs": torch.as_tensor(np.asarray(out["obs"], dtype=np.float32)).reshape(-1, obs_dim),
+        "act": torch.as_tensor(np.asarray(out["act"], dtype=np.float32)).reshape(-1, act_dim),
+        "next_obs": torch.as_tensor(np.asarray(out["next_obs"], dtype=np.float32)).reshape(-1, obs_dim),
+        "reward": torch.as_tensor(np.asarray(out["reward"], dtype=np.float32)),
+        "terminated": torch.as_tensor(np.asarray(out["terminated"], dtype=bool)),
+    }
+    return result

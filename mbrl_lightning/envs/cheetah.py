@@ -1,0 +1,78 @@
+"""``mbrl/Cheetah-v0``: gymnasium's half-cheetah at dt = 0.01 with a CS285-style reward computable from obs.
+
+The observation keeps the root x velocity and the front-leg joint angles, so the reward (run forward, keep the
+front leg tucked) is a pure function of ``next_obs`` and can be evaluated on model-predicted states.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium
+import mujoco
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+from torch import Tensor
+
+XML_PATH = os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", "half_cheetah.xml")
+# Observation layout (21,): qpos (9) | qvel (9) | torso subtree centre of mass (3).
+ROOT_X_VEL = 9  # qvel[0]
+FTHIGH, FSHIN, FFOOT = 6, 7, 8  # qpos indices of the front-leg joints
+
+
+def cheetah_reward(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
+    """Root x velocity minus 10 per front-leg joint past its limit (thigh > 0.2, shin > 0, foot > 0)."""
+    penalty = (
+        (next_obs[..., FTHIGH] > 0.2).to(next_obs.dtype)
+        + (next_obs[..., FSHIN] > 0.0).to(next_obs.dtype)
+        + (next_obs[..., FFOOT] > 0.0).to(next_obs.dtype)
+    )
+    return next_obs[..., ROOT_X_VEL] - 10.0 * penalty
+
+
+class CheetahEnv(MujocoEnv):
+    """Half-cheetah, frame_skip 1 (dt 0.01), 6 torque actions in [-1, 1], no termination.
+
+    Observation (21,) float32: qpos (9, rootx first), qvel (9), then ``data.subtree_com`` of the torso body,
+    i.e. the centre of mass of the whole cheetah (the torso is the root of the kinematic tree).
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 100}
+
+    def __init__(self, reset_noise_scale: float = 0.1, **kwargs: Any):
+        self._reset_noise_scale = reset_noise_scale
+        obs_space = spaces.Box(-np.inf, np.inf, shape=(21,), dtype=np.float32)
+        camera = {"distance": 4.0, "trackbodyid": 1}
+        kwargs.setdefault("default_camera_config", camera)
+        super().__init__(XML_PATH, frame_skip=1, observation_space=obs_space, **kwargs)
+        self._torso = self.model.body("torso").id
+
+    def _step_mujoco_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
+        self.data.ctrl[:] = ctrl
+        mujoco.mj_step(self.model, self.data, nstep=n_frames)
+        # mj_step leaves positional quantities at the pre-integration state; refresh them for the new qpos.
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)
+
+    def _get_obs(self) -> np.ndarray:
+        d = self.data
+        return np.concatenate([d.qpos, d.qvel, d.subtree_com[self._torso]]).astype(np.float32)
+
+    def step(self, action: np.ndarray):
+        self.do_simulation(np.clip(action, -1.0, 1.0), self.frame_skip)
+        obs = self._get_obs()
+        # Same formula as ``cheetah_reward``, evaluated on the float32 observation.
+        penalty = int(obs[FTHIGH] > 0.2) + int(obs[FSHIN] > 0.0) + int(obs[FFOOT] > 0.0)
+        reward = float(obs[ROOT_X_VEL]) - 10.0 * penalty
+        if self.render_mode == "human":
+            self.render()
+        return obs, reward, False, False, {"x_velocity": float(self.data.qvel[0])}
+
+    def reset_model(self) -> np.ndarray:
+        s = self._reset_noise_scale
+        qpos = self.init_qpos + self.np_random.uniform(-s, s, size=self.model.nq)
+        qvel = self.init_qvel + s * self.np_random.standard_normal(self.model.nv)
+        self.set_state(qpos, qvel)
+        return self._get_obs()

@@ -1,0 +1,46 @@
+"""Layers batched over ensemble members: every member's matmul runs in one ``baddbmm``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU, "gelu": nn.GELU,
+               "leaky_relu": nn.LeakyReLU}
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear maps: (E, N, in) -> (E, N, out), initialised like ``nn.Linear`` per member."""
+
+    def __init__(self, ensemble_size: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.ensemble_size, self.in_features, self.out_features = ensemble_size, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
+        bound = 1.0 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"ensemble_size={self.ensemble_size}, in={self.in_features}, out={self.out_features}"
+
+
+class EnsembleMLP(nn.Sequential):
+    """``num_layers`` hidden layers of ``hidden_size`` units, then a linear output, all batched over members."""
+
+    def __init__(self, ensemble_size: int, in_features: int, out_features: int, hidden_size: int = 250,
+                 num_layers: int = 2, activation: str = "relu") -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}'; choose one of {sorted(ACTIVATIONS)}")
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(num_layers):
+            layers += [EnsembleLinear(ensemble_size, width, hidden_size), ACTIVATIONS[activation]()]
+            width = hidden_size
+        layers.append(EnsembleLinear(ensemble_size, width, out_features))
+        super().__init__(*layers)

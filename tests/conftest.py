@@ -1,0 +1,13 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def tmp_run(tmp_path):
+    """A folder for a test run's logs and checkpoints."""
+    return tmp_path

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from mbrl_lightning.data import ReplayBuffer
+
+
+def batch(n, obs_dim=3, act_dim=2, start=0):
+    ids = torch.arange(start, start + n, dtype=torch.float32)
+    return {"obs": ids[:, None].repeat(1, obs_dim), "act": ids[:, None].repeat(1, act_dim),
+            "next_obs": ids[:, None].repeat(1, obs_dim) + 1, "reward": ids, "terminated": ids % 2 == 0}
+
+
+def test_wraps_and_keeps_newest():
+    buf = ReplayBuffer(10, 3, 2)
+    buf.add(batch(7))
+    buf.add(batch(7, start=7))
+    assert len(buf) == 10 and buf.total_added == 14
+    kept = sorted(buf.all()["reward"].tolist())
+    assert kept == list(range(4, 14))  # the 4 oldest were overwritten
+    buf.add(batch(25, start=100))  # larger than capacity: only the newest 10 survive
+    assert sorted(buf.all()["reward"].tolist()) == list(range(115, 125))
+    assert buf.total_added == 39
+
+
+def test_state_dict_round_trip_through_torch_save(tmp_path):
+    buf = ReplayBuffer(8, 3, 2)
+    buf.add(batch(11))
+    path = tmp_path / "buf.pt"
+    torch.save(buf.state_dict(), path)
+    other = ReplayBuffer(8, 3, 2)
+    other.load_state_dict(torch.load(path, weights_only=True))
+    for k, v in buf.all().items():
+        assert torch.equal(v, other.all()[k])
+    assert (other.ptr, other.size, other.total_added) == (buf.ptr, buf.size, buf.total_added)
+    other.add(batch(1, start=50))  # continues writing at the same slot
+    buf.add(batch(1, start=50))
+    assert torch.equal(buf.reward, other.reward)
+
+
+def test_load_refuses_other_env_dims():
+    buf = ReplayBuffer(8, 3, 2)
+    buf.add(batch(2))
+    with pytest.raises(ValueError, match="obs_dim"):
+        ReplayBuffer(8, 4, 2).load_state_dict(buf.state_dict())
+
+
+@pytest.mark.parametrize(
+    "field,value,error,match",
+    [
+        ("obs", torch.zeros(5, 4), ValueError, "'obs' has shape"),
+        ("act", torch.zeros(5), ValueError, "'act' has shape"),
+        ("reward", torch.zeros(4), ValueError, "disagree"),
+        ("terminated", torch.zeros(5), TypeError, "'terminated' must be bool"),
+        ("obs", torch.full((5, 3), float("nan")), ValueError, "NaN"),
+    ],
+)
+def test_bad_input_names_the_field(field, value, error, match):
+    buf = ReplayBuffer(8, 3, 2)
+    b = batch(5)
+    b[field] = value
+    with pytest.raises(error, match=match):
+        buf.add(b)
+    assert len(buf) == 0
+
+
+def test_missing_field():
+    b = batch(3)
+    del b["next_obs"]
+    with pytest.raises(KeyError, match="next_obs"):
+        ReplayBuffer(8, 3, 2).add(b)
