@@ -1,0 +1,239 @@
+"""MBPO (Janner et al. 2019) and the brief's Problem 6: SAC trained on real data plus short model rollouts.
+
+Each iteration (epoch): the dynamics ensemble (a ``DynamicsEnsemble`` submodule with its own Adam) is trained on
+the real buffer (``on_train_epoch_start``); then, every ``rollout_every`` SAC updates, ``rollout_batch_size``
+states drawn from the real buffer start branched rollouts of ``rollout_length`` steps with the current (stochastic)
+SAC policy, the ensemble as dynamics and the task's batched reward/termination functions, into a model buffer;
+each SAC update trains on real and model transitions (``real_ratio``). The real environment is never stepped here:
+``CollectAgent`` (a callback) does that at each epoch end. ``rollout_length=0`` is plain SAC: no model training,
+no rollouts, an empty model buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from mbrl_lightning.agents.sac import SAC, Backup
+from mbrl_lightning.data.buffer import FIELDS, ReplayBuffer
+from mbrl_lightning.envs import Task
+from mbrl_lightning.models.dynamics import DynamicsEnsemble
+
+
+class MBPO(SAC):
+    """SAC fed by branched model rollouts of length L (``rollout_length``; 0 = model-free SAC, 1 = Dyna-style).
+
+    Data mixing (``real_ratio``):
+        ``None``: each batch row is drawn uniformly from real and model data together, i.e. exactly what one shared
+        buffer holding both gives (the brief's setting: rollouts are inserted into the SAC replay buffer); the two
+        are stored apart only so the model never trains on its own rollouts. A float: that fraction of each batch
+        is real data and the rest model data (MBPO's ``real_ratio``, 0.05 in the paper).
+
+    Model rollouts (``model_sampling``):
+        ``"mean"``: the next state is the mean of the members' predictions (the brief); ``"random"``: each
+        transition uses one member drawn at random (the MBPO paper), sampling its Gaussian if ``model_loss="nll"``.
+        A rollout stops after a transition the task's ``terminated`` marks (that transition is kept); rows whose
+        prediction is not finite are dropped.
+
+    Args:
+        rollout_length: L, model steps per branched rollout.
+        rollout_batch_size: start states drawn from the real buffer per rollout round.
+        rollout_every: SAC updates between rollout rounds (a round also runs at each epoch's first update).
+            ``rollout_batch_size == rollout_every`` gives one rollout per SAC update, as the brief's loop.
+        model_buffer_capacity: model transitions kept (FIFO: old rollouts, made by an older model, leave first).
+        model_train_steps: dynamics gradient steps per iteration, each on (E, ``model_batch_size``) real batches.
+        model_ensemble_size, model_hidden_size, model_num_layers, model_activation, model_lr,
+        model_weight_decay, model_loss: the ``DynamicsEnsemble`` (named ``model_*`` here, see ``ensemble_size``
+            in ``ReplayDataModule``: SAC batches must stay (1, B)).
+        seed: seed of the rollout-start and member-choice stream (checkpointed).
+        (the other arguments are SAC's)
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, rollout_length: int = 1, rollout_batch_size: int = 250,
+                 rollout_every: int = 250, model_sampling: Literal["mean", "random"] = "mean",
+                 real_ratio: float | None = None, model_buffer_capacity: int = 1_000_000,
+                 model_train_steps: int = 1500, model_batch_size: int = 512, model_ensemble_size: int = 3,
+                 model_hidden_size: int = 250, model_num_layers: int = 2, model_activation: str = "relu",
+                 model_lr: float = 1e-3, model_weight_decay: float = 0.0, model_loss: Literal["mse", "nll"] = "mse",
+                 seed: int = 0,
+                 hidden_size: int = 256, num_layers: int = 2, activation: str = "relu", num_critics: int = 2,
+                 backup: Backup = "min", discount: float = 0.99, tau: float = 0.005, temperature: float = 0.05,
+                 learn_temperature: bool = False, target_entropy: float | None = None, backup_entropy: bool = True,
+                 actor_lr: float = 3e-4, critic_lr: float = 3e-4, temperature_lr: float = 3e-4,
+                 log_std_min: float = -5.0, log_std_max: float = 2.0) -> None:
+        super().__init__(obs_dim, act_dim, hidden_size, num_layers, activation, num_critics, backup, discount, tau,
+                         temperature, learn_temperature, target_entropy, backup_entropy, actor_lr, critic_lr,
+                         temperature_lr, log_std_min, log_std_max)
+        if rollout_length < 0:
+            raise ValueError(f"rollout_length must be >= 0, got {rollout_length}")
+        if rollout_batch_size <= 0 or rollout_every <= 0 or model_train_steps < 0 or model_batch_size <= 0:
+            raise ValueError("rollout_batch_size, rollout_every, model_batch_size must be positive and "
+                             "model_train_steps non-negative")
+        if model_sampling not in ("mean", "random"):
+            raise ValueError(f"model_sampling must be 'mean' or 'random', got '{model_sampling}'")
+        if real_ratio is not None and not 0.0 <= real_ratio <= 1.0:
+            raise ValueError(f"real_ratio must be in [0, 1] or null (one shared buffer), got {real_ratio}")
+        self.save_hyperparameters()
+        self.rollout_length, self.rollout_batch_size, self.rollout_every = rollout_length, rollout_batch_size, rollout_every
+        self.model_sampling, self.real_ratio = model_sampling, real_ratio
+        self.dynamics = DynamicsEnsemble(obs_dim, act_dim, model_ensemble_size, model_hidden_size, model_num_layers,
+                                         model_activation, model_lr, model_weight_decay, model_loss)
+        self.model_buffer = ReplayBuffer(model_buffer_capacity, obs_dim, act_dim)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.task: Task | None = None
+        self.real_buffer: ReplayBuffer | None = None
+        self.model_trained_steps = 0  # dynamics gradient steps taken so far (0 for the whole run when L = 0)
+
+    # ----------------------------------------------------------------- wiring
+    def attach(self, task: Task, real_buffer: ReplayBuffer, action_low: Tensor | None = None,
+               action_high: Tensor | None = None) -> None:
+        """The reward/termination functions and the real buffer rollouts start from (``setup`` does this)."""
+        self.task, self.real_buffer = task, real_buffer
+        if action_low is not None and action_high is not None:
+            self.set_action_bounds(action_low.to(self.action_low), action_high.to(self.action_high))
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "buffer") or not hasattr(dm, "task"):
+            raise RuntimeError("MBPO needs a ReplayDataModule (the run's `data:`): its buffer and task")
+        self.attach(dm.task, dm.buffer)
+
+    # ----------------------------------------------------------------- the model
+    def train_model(self, steps: int) -> Tensor:
+        """Refit the normalisers to the real buffer, then ``steps`` Adam steps on independent (E, B) member batches.
+
+        Returns the per-step normalised-delta MSE (mean over members), shape (steps,).
+        """
+        assert self.real_buffer is not None, "call attach() (or run under a Trainer) first"
+        data = self.real_buffer.all()
+        self.dynamics.fit_normalizers({k: v.to(self.device) for k, v in data.items()})
+        opts = self.optimizers()
+        opt = opts[self._opt_index["dynamics"]].optimizer  # the raw Adam: SAC's global_step counts SAC updates
+        E, B = self.dynamics.ensemble_size, self.hparams.model_batch_size
+        losses = torch.zeros(steps)
+        self.dynamics.train()
+        for step in range(steps):
+            batch = self.real_buffer.sample(B, self.generator, shape=(E,))
+            objective, mse = self.dynamics.member_losses({k: v.to(self.device) for k, v in batch.items()})
+            loss = objective.sum()  # members are independent: summing keeps each member's gradient its own
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt.step()
+            losses[step] = mse.detach().mean().cpu()
+        if not torch.isfinite(losses).all():
+            raise FloatingPointError("dynamics loss is not finite: lower model_lr or check the data for huge values")
+        self.model_trained_steps += steps
+        return losses
+
+    def model_step(self, obs: Tensor, act: Tensor) -> Tensor:
+        """Next state from the ensemble for (N, .) inputs: members' mean, or one random member per row."""
+        sample = self.model_sampling == "random" and self.hparams.model_loss == "nll"
+        gen = self.generator if self.device.type == "cpu" else None
+        pred = self.dynamics.predict_next(obs, act, sample=sample, generator=gen)  # (E, N, obs_dim)
+        if self.model_sampling == "mean":
+            return pred.mean(0)
+        member = torch.randint(pred.shape[0], (pred.shape[1],), generator=self.generator).to(pred.device)
+        return pred[member, torch.arange(pred.shape[1], device=pred.device)]
+
+    @torch.inference_mode()
+    def rollout(self, start_obs: Tensor, length: int | None = None) -> dict[str, Tensor]:
+        """Branched rollouts from (N, obs_dim) start states, all in one batch; never touches the real env.
+
+        Returns buffer-layout transitions on the CPU: N x L rows, fewer where a rollout terminated early.
+        """
+        if self.task is None:
+            raise RuntimeError("MBPO.rollout needs the task's reward function: call attach() first")
+        length = self.rollout_length if length is None else length
+        obs = start_obs.to(self.device, torch.float32)
+        out: dict[str, list[Tensor]] = {k: [] for k in FIELDS}
+        for _ in range(length):
+            if obs.shape[0] == 0:
+                break
+            act = self.act(obs, deterministic=False)
+            next_obs = self.model_step(obs, act)
+            finite = torch.isfinite(next_obs).all(-1)
+            obs, act, next_obs = obs[finite], act[finite], next_obs[finite]
+            reward = self.task.reward(obs, act, next_obs)
+            terminated = self.task.terminated(obs, act, next_obs).bool()
+            for name, value in zip(FIELDS, (obs, act, next_obs, reward, terminated), strict=True):
+                out[name].append(value.cpu())
+            obs = next_obs[~terminated]
+        if not out["obs"]:
+            return {"obs": torch.zeros(0, self.obs_dim), "act": torch.zeros(0, self.act_dim),
+                    "next_obs": torch.zeros(0, self.obs_dim), "reward": torch.zeros(0),
+                    "terminated": torch.zeros(0, dtype=torch.bool)}
+        return {name: torch.cat(values) for name, values in out.items()}
+
+    def generate_rollouts(self, num_starts: int) -> int:
+        """Roll out from ``num_starts`` states drawn from the real buffer into the model buffer; rows added."""
+        assert self.real_buffer is not None, "call attach() (or run under a Trainer) first"
+        starts = self.real_buffer.sample(num_starts, self.generator)["obs"]
+        was_training = self.training
+        self.eval()
+        transitions = self.rollout(starts)
+        self.train(was_training)
+        if transitions["obs"].shape[0] > 0:
+            self.model_buffer.add(transitions)
+        return int(transitions["obs"].shape[0])
+
+    def mix(self, real: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Replace part of a real (B, ...) batch with model transitions, as ``real_ratio`` says."""
+        num_model_data = len(self.model_buffer)
+        if num_model_data == 0:
+            return real
+        B = real["obs"].shape[0]
+        if self.real_ratio is None:  # uniform over the union of both buffers = one shared buffer
+            p_model = num_model_data / (num_model_data + len(self.real_buffer))
+            from_model = torch.rand(B, generator=self.generator) < p_model
+        else:
+            from_model = torch.arange(B) >= round(self.real_ratio * B)
+        k = int(from_model.sum())
+        if k == 0:
+            return real
+        model = self.model_buffer.sample(k, self.generator)
+        from_model = from_model.to(real["obs"].device)
+        mixed = {}
+        for name, value in real.items():
+            value = value.clone()
+            value[from_model] = model[name].to(value.device, value.dtype)
+            mixed[name] = value
+        return mixed
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def on_train_epoch_start(self) -> None:
+        if self.rollout_length == 0 or self.hparams.model_train_steps == 0:
+            return
+        losses = self.train_model(self.hparams.model_train_steps)
+        self.log_dict({"model/loss": losses[-min(100, len(losses)):].mean(), "model/loss_first": losses[0],
+                       "model/train_steps": float(self.model_trained_steps)}, on_step=False, on_epoch=True)
+
+    def prepare_batch(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        if self.rollout_length == 0:
+            return batch
+        if batch_idx % self.rollout_every == 0:
+            added = self.generate_rollouts(self.rollout_batch_size)
+            self.log_dict({"mbpo/rollout_transitions": float(added),
+                           "mbpo/model_buffer_size": float(len(self.model_buffer))}, on_step=True, on_epoch=False)
+        return self.mix(batch)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        opts = super().configure_optimizers()
+        self._opt_index["dynamics"] = len(opts)
+        opts.append(self.dynamics.configure_optimizers())
+        return opts
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # tensors and plain types only (checkpoints load with weights_only=True)
+        checkpoint["mbpo"] = {"model_buffer": self.model_buffer.state_dict(),
+                              "generator": self.generator.get_state(),
+                              "model_trained_steps": self.model_trained_steps}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("mbpo")
+        if state is not None:
+            self.model_buffer.load_state_dict(state["model_buffer"])
+            self.generator.set_state(state["generator"])
+            self.model_trained_steps = int(state["model_trained_steps"])

@@ -1,0 +1,261 @@
+"""Soft actor-critic (Haarnoja et al. 2018) as a LightningModule: one training batch = one SAC update.
+
+The MBRL loop is the project's usual one (one epoch = one iteration): ``CollectRandom`` seeds the real buffer,
+the epoch's batches from ``ReplayDataModule`` (``batch_size`` transitions, ``steps_per_epoch`` batches) are the
+SAC updates, and the callbacks ``EvaluateAgent`` / ``CollectAgent`` evaluate the deterministic policy and step
+the real environment with the stochastic one at each epoch end. ``MBPO`` (``agents/mbpo.py``) is this module
+plus a dynamics ensemble and model rollouts mixed into the batches (``prepare_batch``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mbrl_lightning.models.ensemble import ACTIVATIONS, EnsembleMLP
+
+Backup = Literal["min", "mean", "doubleq"]
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def mlp(in_features: int, out_features: int, hidden_size: int, num_layers: int, activation: str = "relu") -> nn.Sequential:
+    """``num_layers`` hidden layers of ``hidden_size`` units and a linear output layer."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for _ in range(num_layers):
+        layers += [nn.Linear(width, hidden_size), ACTIVATIONS[activation]()]
+        width = hidden_size
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+def tanh_log_prob_correction(u: Tensor) -> Tensor:
+    """``sum log(1 - tanh(u)^2)`` over the last dim, in the stable form ``2 (log 2 - u - softplus(-2u))``."""
+    return (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+
+
+class SACPolicy:
+    """The agent as a ``data.collect`` policy: stochastic (data collection) or its mean action (evaluation)."""
+
+    def __init__(self, agent: SAC, deterministic: bool, seed: int = 0) -> None:
+        self.agent, self.deterministic = agent, deterministic
+        self.generator = torch.Generator(device=agent.device).manual_seed(seed)
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor, env_idx: Tensor) -> Tensor:
+        action = self.agent.act(obs.to(self.agent.device), self.deterministic, self.generator)
+        return action.cpu()
+
+    def reset(self, env_idx: Tensor) -> None:
+        pass
+
+
+class SAC(pl.LightningModule):
+    """SAC with a tanh-squashed Gaussian actor, N critics batched in one ensemble network, target critics.
+
+    Actions are handled in [-1, 1] (the actor's tanh range, which the critics see); ``act`` rescales them to
+    the environment's bounds, taken from the DataModule in ``setup``; buffers hold environment actions.
+
+    Args:
+        obs_dim, act_dim: linked from the DataModule by the CLI.
+        hidden_size, num_layers, activation: actor and critic MLPs.
+        num_critics: critics N, trained on the same batch, each with its own target copy.
+        backup: target value over critics: ``"min"`` (clipped double-Q, TD3), ``"mean"``, or ``"doubleq"``
+            (critic i bootstraps from target critic i+1, double Q-learning).
+        discount: gamma.
+        tau: Polyak rate of the target critics, ``target <- (1 - tau) target + tau critic`` after every update.
+        temperature: entropy weight alpha (the start value if ``learn_temperature``).
+        learn_temperature: tune alpha so the policy entropy tracks ``target_entropy`` (default ``-act_dim``).
+        backup_entropy: include ``-alpha log pi(a'|s')`` in the critic target (soft Bellman backup).
+        actor_lr, critic_lr, temperature_lr: one Adam per part.
+        log_std_min, log_std_max: bounds of the actor's state-dependent log-std (a smooth tanh rescaling).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_size: int = 256, num_layers: int = 2,
+                 activation: str = "relu", num_critics: int = 2, backup: Backup = "min", discount: float = 0.99,
+                 tau: float = 0.005, temperature: float = 0.05, learn_temperature: bool = False,
+                 target_entropy: float | None = None, backup_entropy: bool = True, actor_lr: float = 3e-4,
+                 critic_lr: float = 3e-4, temperature_lr: float = 3e-4, log_std_min: float = -5.0,
+                 log_std_max: float = 2.0) -> None:
+        super().__init__()
+        if backup not in ("min", "mean", "doubleq"):
+            raise ValueError(f"backup must be 'min', 'mean' or 'doubleq', got '{backup}'")
+        if backup in ("min", "doubleq") and num_critics < 2:
+            raise ValueError(f"backup='{backup}' needs num_critics >= 2, got {num_critics}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}'; choose one of {sorted(ACTIVATIONS)}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if not 0.0 < tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {tau}")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.num_critics, self.backup, self.discount, self.tau = num_critics, backup, discount, tau
+        self.target_entropy = float(-act_dim if target_entropy is None else target_entropy)
+        self.actor = mlp(obs_dim, 2 * act_dim, hidden_size, num_layers, activation)
+        self.critics = EnsembleMLP(num_critics, obs_dim + act_dim, 1, hidden_size, num_layers, activation)
+        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(temperature)), requires_grad=learn_temperature)
+        # environment action bounds (set from the DataModule in ``setup``; kept in checkpoints)
+        self.register_buffer("action_low", -torch.ones(act_dim))
+        self.register_buffer("action_high", torch.ones(act_dim))
+        self._opt_index: dict[str, int] = {}
+
+    # ----------------------------------------------------------------- policy and critics
+    @property
+    def temperature(self) -> Tensor:
+        """alpha = exp(log_alpha)."""
+        return self.log_alpha.exp()
+
+    def set_action_bounds(self, low: Tensor, high: Tensor) -> None:
+        """Bounds of the environment's Box action space (actions are rescaled from [-1, 1] to them)."""
+        if low.shape != (self.act_dim,) or high.shape != (self.act_dim,):
+            raise ValueError(f"action bounds of shape {tuple(low.shape)} do not fit act_dim={self.act_dim}")
+        if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+            raise ValueError("SAC needs finite action bounds (a Box action space with finite low/high)")
+        self.action_low.copy_(low)
+        self.action_high.copy_(high)
+
+    def to_env_action(self, action: Tensor) -> Tensor:
+        """[-1, 1] -> [low, high]."""
+        return self.action_low + 0.5 * (action + 1.0) * (self.action_high - self.action_low)
+
+    def from_env_action(self, action: Tensor) -> Tensor:
+        """[low, high] -> [-1, 1] (what the critics see)."""
+        return 2.0 * (action - self.action_low) / (self.action_high - self.action_low) - 1.0
+
+    def actor_dist(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-std of the pre-tanh Gaussian; log-std squashed smoothly into [log_std_min, log_std_max]."""
+        mean, log_std = self.actor(obs).chunk(2, dim=-1)
+        lo, hi = self.hparams.log_std_min, self.hparams.log_std_max
+        return mean, lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1.0)
+
+    def sample_action(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Reparameterised ``a = tanh(mu + sigma * eps)`` in [-1, 1] and its log-density (with the tanh term)."""
+        mean, log_std = self.actor_dist(obs)
+        eps = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
+        u = mean + log_std.exp() * eps
+        log_prob = (-0.5 * eps.square() - log_std - _LOG_SQRT_2PI).sum(-1) - tanh_log_prob_correction(u)
+        return torch.tanh(u), log_prob
+
+    def act(self, obs: Tensor, deterministic: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """Environment-scale action: the mean action ``tanh(mu)`` if ``deterministic``, else a sample."""
+        if deterministic:
+            action = torch.tanh(self.actor_dist(obs)[0])
+        else:
+            action = self.sample_action(obs, generator)[0]
+        return self.to_env_action(action)
+
+    def policy(self, deterministic: bool = False, seed: int = 0) -> SACPolicy:
+        """This agent as a policy for ``data.collect`` (what ``CollectAgent`` and ``EvaluateAgent`` run)."""
+        return SACPolicy(self, deterministic, seed)
+
+    def q_values(self, obs: Tensor, action: Tensor, target: bool = False) -> Tensor:
+        """Q of every critic (or target critic) for ([-1, 1]-scaled) actions: (N, B)."""
+        x = torch.cat([obs, action], dim=-1)
+        net = self.critics_target if target else self.critics
+        return net(x.expand(self.num_critics, *x.shape)).squeeze(-1)
+
+    def critic_target(self, batch: dict[str, Tensor]) -> Tensor:
+        """Soft Bellman target ``r + gamma (1 - done) (Q'(s', a') - alpha log pi(a'|s'))``, a' ~ pi(s'): (N or 1, B)."""
+        with torch.no_grad():
+            next_action, next_log_prob = self.sample_action(batch["next_obs"])
+            next_q = self.q_values(batch["next_obs"], next_action, target=True)
+            if self.backup == "min":
+                next_q = next_q.min(0, keepdim=True).values
+            elif self.backup == "mean":
+                next_q = next_q.mean(0, keepdim=True)
+            else:  # doubleq: critic i bootstraps from the target of critic i + 1
+                next_q = next_q.roll(-1, dims=0)
+            if self.hparams.backup_entropy:
+                next_q = next_q - self.temperature * next_log_prob
+            not_done = 1.0 - batch["terminated"].to(next_q.dtype)
+            return batch["reward"] + self.discount * not_done * next_q
+
+    # ----------------------------------------------------------------- one SAC update
+    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One gradient step on the critics, the actor and (if learned) the temperature, then Polyak averaging.
+
+        ``batch`` holds (B, ...) transitions with environment-scale actions. Returns the detached metrics.
+        """
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        alpha = self.temperature.detach()
+        batch = {**batch, "act": self.from_env_action(batch["act"])}
+
+        # critics: every critic regresses on the target; summing their losses keeps each gradient its own
+        target = self.critic_target(batch)
+        q = self.q_values(batch["obs"], batch["act"])
+        critic_loss = (q - target).square().mean(-1).sum()
+        critic_opt = opts[self._opt_index["critic"]]
+        critic_opt.zero_grad(set_to_none=True)
+        self.manual_backward(critic_loss)
+        critic_opt.step()
+
+        # actor: reparameterised gradient of E[alpha log pi(a|s) - Q(s, a)], critics held fixed
+        self.critics.requires_grad_(False)
+        action, log_prob = self.sample_action(batch["obs"])
+        q_pi = self.q_values(batch["obs"], action)
+        q_pi = q_pi.min(0).values if self.backup == "min" else q_pi.mean(0)
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        actor_opt = opts[self._opt_index["actor"]]
+        actor_opt.zero_grad(set_to_none=True)
+        self.manual_backward(actor_loss)
+        actor_opt.step()
+        self.critics.requires_grad_(True)
+
+        metrics = {"sac/critic_loss": critic_loss.detach() / self.num_critics, "sac/actor_loss": actor_loss.detach(),
+                   "sac/q_mean": q.detach().mean(), "sac/entropy": -log_prob.detach().mean()}
+        if self.hparams.learn_temperature:
+            temperature_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            temperature_opt = opts[self._opt_index["temperature"]]
+            temperature_opt.zero_grad(set_to_none=True)
+            self.manual_backward(temperature_loss)
+            temperature_opt.step()
+            metrics["sac/temperature_loss"] = temperature_loss.detach()
+        metrics["sac/temperature"] = self.temperature.detach()
+
+        with torch.no_grad():
+            target_params = list(self.critics_target.parameters())
+            torch._foreach_lerp_(target_params, list(self.critics.parameters()), self.tau)
+        if not torch.isfinite(critic_loss) or not torch.isfinite(actor_loss):
+            raise FloatingPointError(
+                f"SAC loss is not finite at step {self.global_step} (critic {critic_loss.item()}, actor "
+                f"{actor_loss.item()}): lower the learning rates or check rewards/observations for huge values"
+            )
+        return metrics
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "action_low"):
+            if dm.act_dim != self.act_dim or dm.obs_dim != self.obs_dim:
+                raise ValueError(f"{type(self).__name__} was built for obs_dim={self.obs_dim}, "
+                                 f"act_dim={self.act_dim}, but env '{dm.env_id}' has {dm.obs_dim}, {dm.act_dim}")
+            self.set_action_bounds(dm.action_low.to(self.action_low), dm.action_high.to(self.action_high))
+
+    def prepare_batch(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """The batch an update trains on; plain SAC trains on the real batch as it is (MBPO mixes in model data)."""
+        return batch
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        if batch["obs"].dim() == 3:  # ReplayDataModule yields (E=1, B, ...) for a module without an ensemble
+            batch = {k: v[0] for k, v in batch.items()}
+        metrics = self.update(self.prepare_batch(batch, batch_idx))
+        self.log_dict(metrics, on_step=True, on_epoch=False)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        opts = [torch.optim.Adam(self.actor.parameters(), lr=self.hparams.actor_lr),
+                torch.optim.Adam(self.critics.parameters(), lr=self.hparams.critic_lr)]
+        self._opt_index = {"actor": 0, "critic": 1}
+        if self.hparams.learn_temperature:
+            self._opt_index["temperature"] = len(opts)
+            opts.append(torch.optim.Adam([self.log_alpha], lr=self.hparams.temperature_lr))
+        return opts

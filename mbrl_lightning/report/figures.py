@@ -1,0 +1,370 @@
+"""What each figure of the brief shows, as data: runs are selected by logger name and grouped by ``config.yaml``.
+
+``build_report(runs)`` returns the figures (their series are exactly what gets drawn), the skipped problems
+with the reason, and notes; nothing here draws.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mbrl_lightning.report.runs import Run, config_diff, get_dotted, group_seeds
+
+PLANNER = "model.init_args.planner"
+# Problem 4's ablated parameters: (short name, config key, axis words)
+ABLATIONS: tuple[tuple[str, str, str], ...] = (
+    ("ensemble_size", "model.init_args.ensemble_size", "ensemble size"),
+    ("num_sequences", f"{PLANNER}.init_args.num_sequences", "number of candidate action sequences"),
+    ("horizon", f"{PLANNER}.init_args.horizon", "planning horizon"),
+)
+PROBLEM3 = ("obstacles_multi_iter", "reacher_multi_iter", "halfcheetah_multi_iter")
+PROBLEM6 = (("halfcheetah_sac", "SAC"), ("halfcheetah_dyna", "Dyna"), ("halfcheetah_mbpo", "MBPO"))
+
+
+@dataclass
+class Series:
+    """One line: ``y`` over ``x`` (mean over ``runs`` when several seeds), optional shaded band ``lo``-``hi``."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+    runs: list[str] = field(default_factory=list)
+    spread: str = ""
+
+
+@dataclass
+class Panel:
+    """One set of axes."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    series: list[Series]
+    logy: bool = False
+
+
+@dataclass
+class FigureSpec:
+    """One figure: file stem, title, caption (drawn under the axes and repeated in the Markdown), panels."""
+
+    key: str
+    title: str
+    caption: str
+    panels: list[Panel]
+    problem: str = ""
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows."""
+
+    figures: list[FigureSpec]
+    skipped: list[str]
+    notes: list[str]
+    runs: list[Run]
+
+
+def aggregate(label: str, curves: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], runs: list[str],
+              ) -> Series:
+    """Mean over runs at every x any run reached; band = min-max over runs (several runs) or ± the run's own
+    std across evaluation episodes (one run that logged it)."""
+    if len(curves) == 1:
+        x, y, std = curves[0]
+        if std is None:
+            return Series(label, x, y, runs=runs)
+        return Series(label, x, y, y - std, y + std, runs=runs, spread="± std over evaluation episodes")
+    xs = np.unique(np.concatenate([c[0] for c in curves]))
+    stacked = np.full((len(curves), len(xs)), np.nan)
+    for i, (x, y, _) in enumerate(curves):
+        stacked[i, np.searchsorted(xs, x)] = y
+    return Series(label, xs, np.nanmean(stacked, axis=0), np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0),
+                  runs=runs, spread=f"min-max over {len(curves)} seeds")
+
+
+def _group_label(group: list[Run]) -> str:
+    names = sorted({r.base_name for r in group})
+    base = names[0] if len(names) == 1 else " + ".join(names)
+    if len(group) == 1:
+        return group[0].label if group[0].version not in (None, 0) else group[0].name
+    return f"{base} ({len(group)} seeds)"
+
+
+def _eval_series(label: str, group: list[Run], max_x: float | None = None) -> Series:
+    curves = []
+    for run in group:
+        x, y, std = run.eval_curve()
+        if max_x is not None:
+            keep = x <= max_x
+            x, y, std = x[keep], y[keep], None if std is None else std[keep]
+        curves.append((x, y, std))
+    return aggregate(label, curves, [r.label for r in group])
+
+
+def _loss_series(label: str, group: list[Run]) -> Series:
+    return aggregate(label, [(*run.series("train/loss"), None) for run in group], [r.label for r in group])
+
+
+def _finals(series: list[Series], fmt: str = "{:.4g}") -> str:
+    parts = [f"{s.label} {fmt.format(s.y[-1])}" for s in series if len(s.y)]
+    return "; ".join(parts)
+
+
+def _spreads(series: list[Series]) -> str:
+    kinds = sorted({s.spread for s in series if s.spread})
+    return (" Shaded: " + ", ".join(kinds) + ".") if kinds else ""
+
+
+def _best(series: list[Series]) -> str:
+    finals = [(s.y[-1], s.label) for s in series if len(s.y)]
+    if len(finals) < 2:
+        return ""
+    return f" Highest final return: {max(finals)[1]}."
+
+
+class _Builder:
+    def __init__(self, runs: list[Run]) -> None:
+        self.runs = runs
+        self.used: set[str] = set()
+        self.figures: list[FigureSpec] = []
+        self.skipped: list[str] = []
+        self.notes: list[str] = []
+
+    def select(self, prefix: str, tag: str = "eval/return") -> list[Run]:
+        return [r for r in self.runs if r.name.startswith(prefix) and r.has(tag)]
+
+    def groups(self, runs: list[Run]) -> list[list[Run]]:
+        groups, superseded = group_seeds(runs)
+        for old, new in superseded:
+            note = f"{old.label} is left out: {new.label} re-ran the same config and seed."
+            if note not in self.notes:
+                self.notes.append(note)
+            self.used.add(str(old.path))
+        return groups
+
+    def use(self, group: list[Run]) -> None:
+        self.used.update(str(r.path) for r in group)
+
+    # -- Problem 1 ---------------------------------------------------------------------------------------
+    def problem1(self) -> None:
+        runs = self.select("halfcheetah_0_iter", "train/loss")
+        if not runs:
+            self.skipped.append("Problem 1: no run named halfcheetah_0_iter* logged train/loss.")
+            return
+        series = []
+        for group in self.groups(runs):
+            self.use(group)
+            series.append(_loss_series(_group_label(group), group))
+        caption = ("Problem 1: per-gradient-step training loss (MSE of normalised state deltas, mean over ensemble "
+                   f"members) of the dynamics model on random-policy cheetah data. Final loss: {_finals(series)}."
+                   + _spreads(series))
+        self.figures.append(FigureSpec("problem1_model_loss", "Problem 1: dynamics model training loss", caption,
+                                       [Panel("halfcheetah_0_iter*", "gradient step", "train/loss (log scale)",
+                                              series, logy=True)], "Problem 1"))
+
+    # -- Problem 2 ---------------------------------------------------------------------------------------
+    def problem2(self) -> None:
+        runs = self.select("obstacles_1_iter")
+        if not runs:
+            self.skipped.append("Problem 2: no run named obstacles_1_iter* logged eval/return.")
+            return
+        for group in self.groups(runs):
+            self.use(group)
+            series = _eval_series(_group_label(group), group)
+            text = f"{series.label}: eval return after iteration {series.x[-1]:g} = {series.y[-1]:.4g}"
+            if len(group) == 1 and group[0].last("eval/return_std") is not None:
+                text += f" ± {group[0].last('eval/return_std'):.3g} (std over evaluation episodes)"
+            self.notes.append("Problem 2: " + text + ".")
+
+    # -- Problem 3 ---------------------------------------------------------------------------------------
+    def problem3(self) -> None:
+        panels = []
+        missing = []
+        for name in PROBLEM3:
+            runs = self.select(name)
+            if not runs:
+                missing.append(name)
+                continue
+            series = []
+            for group in self.groups(runs):
+                self.use(group)
+                series.append(_eval_series(_group_label(group), group))
+            panels.append(Panel(name, "MBRL iteration", "eval return", series))
+        if not panels:
+            self.skipped.append("Problem 3: no run named " + ", ".join(f"{n}*" for n in PROBLEM3)
+                                + " logged eval/return.")
+            return
+        if missing:
+            self.skipped.append("Problem 3 panels: no eval/return from " + ", ".join(missing) + ".")
+        all_series = [s for p in panels for s in p.series]
+        caption = ("Problem 3: MPC (random shooting) evaluation return after each MBRL iteration, the model retrained "
+                   f"on the growing replay buffer. Final return: {_finals(all_series)}." + _spreads(all_series))
+        self.figures.append(FigureSpec("problem3_multi_iter", "Problem 3: MBRL with on-policy data", caption,
+                                       panels, "Problem 3"))
+
+    # -- Problem 4 ---------------------------------------------------------------------------------------
+    def problem4(self) -> None:
+        runs = [r for r in self.select("reacher_ablation") if r.config is not None]
+        if not runs:
+            self.skipped.append("Problem 4: no run named reacher_ablation* with config.yaml logged eval/return.")
+            return
+        default_values = self._ablation_defaults(runs)
+        reference = next((r for r in runs if all(r.get(k) == default_values[n] for n, k, _ in ABLATIONS)), None)
+        for name, key, words in ABLATIONS:
+            others = [(n, k) for n, k, _ in ABLATIONS if n != name]
+            if reference is not None:
+                chosen = [r for r in runs if (config_diff(r, reference) or set()) <= {key}]
+            else:
+                chosen = [r for r in runs if all(r.get(k) == default_values[n] for n, k in others)]
+            values = sorted({_hashable(r.get(key)) for r in chosen}, key=_sort_key)
+            if len(values) < 2:
+                self.skipped.append(f"Problem 4 ({words}): no reacher_ablation run varies {name} alone "
+                                    "(the other parameters at their defaults).")
+                continue
+            by_value: dict[Any, list[Run]] = {}
+            for run in chosen:
+                by_value.setdefault(_hashable(run.get(key)), []).append(run)
+            series = []
+            for value in values:
+                for group in self.groups(by_value[value]):
+                    self.use(group)
+                    tag = " (default)" if value == default_values[name] else ""
+                    label = f"{name}={value}{tag}"
+                    if len(group) > 1:
+                        label += f", {len(group)} seeds"
+                    series.append(_eval_series(label, group))
+            fixed = ", ".join(f"{n}={default_values[n]}" for n, _ in others)
+            caption = (f"Problem 4: effect of the {words} on the reacher MPC return ({fixed} held at their "
+                       f"defaults). Final return: {_finals(series)}." + _best(series) + _spreads(series))
+            self.figures.append(FigureSpec(f"problem4_{name}", f"Problem 4: effect of {words}", caption,
+                                           [Panel(f"reacher_ablation: {name}", "MBRL iteration", "eval return",
+                                                  series)], "Problem 4"))
+
+    def _ablation_defaults(self, runs: list[Run]) -> dict[str, Any]:
+        """The run named exactly ``reacher_ablation`` holds the defaults; else each parameter's most common value."""
+        named = [r for r in runs if r.base_name == "reacher_ablation"]
+        if named:
+            return {n: _hashable(named[0].get(k)) for n, k, _ in ABLATIONS}
+        defaults = {}
+        for n, k, _ in ABLATIONS:
+            counts = Counter(_hashable(r.get(k)) for r in runs)
+            defaults[n] = counts.most_common(1)[0][0]
+        self.notes.append("Problem 4: no run is named exactly reacher_ablation; defaults taken as each parameter's "
+                          "most common value: " + ", ".join(f"{n}={v}" for n, v in defaults.items()) + ".")
+        return defaults
+
+    # -- Problem 5 ---------------------------------------------------------------------------------------
+    def problem5(self) -> None:
+        cem_runs = self.select("halfcheetah_cem")
+        if not cem_runs:
+            self.skipped.append("Problem 5: no run named halfcheetah_cem* logged eval/return.")
+            return
+        series = []
+        max_x = 0.0
+        for group in self.groups(cem_runs):
+            self.use(group)
+            s = _eval_series(_planner_label(group[0]) + (f", {len(group)} seeds" if len(group) > 1 else ""), group)
+            series.append(s)
+            max_x = max(max_x, float(s.x.max()) if len(s.x) else 0.0)
+        series.sort(key=lambda s: s.label)
+        labels = Counter(s.label for s in series)
+        for s in series:
+            if labels[s.label] > 1:
+                s.label += f" [{s.runs[0]}]"
+        baseline = self.select("halfcheetah_multi_iter")
+        missing = "" if baseline else " (no halfcheetah_multi_iter run for the random-shooting baseline)"
+        for group in self.groups(baseline):  # already drawn in Problem 3; here only the first iterations
+            series.insert(0, _eval_series(f"random shooting ({_group_label(group)}, first {max_x:g} iterations)",
+                                          group, max_x=max_x))
+        caption = (f"Problem 5: random shooting vs CEM on the cheetah{missing}. Final return: {_finals(series)}."
+                   + _best(series) + _spreads(series))
+        self.figures.append(FigureSpec("problem5_cem", "Problem 5: random shooting vs CEM", caption,
+                                       [Panel("halfcheetah", "MBRL iteration", "eval return", series)], "Problem 5"))
+
+    # -- Problem 6 ---------------------------------------------------------------------------------------
+    def problem6(self) -> None:
+        series = []
+        for prefix, method in PROBLEM6:
+            for group in self.groups(self.select(prefix)):
+                self.use(group)
+                length = _rollout_length(group[0])
+                label = method + (f" (rollout length {length})" if length is not None else "")
+                label += f" [{_group_label(group)}]"
+                series.append(_eval_series(label, group))
+        if not series:
+            self.skipped.append("Problem 6: no run named " + ", ".join(f"{p}*" for p, _ in PROBLEM6)
+                                + " logged eval/return.")
+            return
+        caption = ("Problem 6: SAC trained on real data only vs Dyna-style and MBPO model rollouts added to its "
+                   f"replay data. Final return: {_finals(series)}." + _best(series) + _spreads(series))
+        self.figures.append(FigureSpec("problem6_mbpo", "Problem 6: SAC vs Dyna vs MBPO", caption,
+                                       [Panel("halfcheetah", "iteration", "eval return", series)], "Problem 6"))
+
+    # -- everything else ---------------------------------------------------------------------------------
+    def others(self) -> None:
+        rest = [r for r in self.runs if str(r.path) not in self.used]
+        for group in self.groups(rest):
+            label = _group_label(group)
+            stem = "run_" + "".join(c if c.isalnum() or c in "-_=." else "_" for c in label)
+            if all(r.has("eval/return") for r in group):
+                series = [_eval_series(label, group)]
+                panel = Panel(label, "MBRL iteration", "eval return", series)
+                what = "evaluation return"
+            elif all(r.has("train/loss") for r in group):
+                series = [_loss_series(label, group)]
+                panel = Panel(label, "gradient step", "train/loss (log scale)", series, logy=True)
+                what = "training loss"
+            else:
+                self.skipped.append(f"{label}: logged neither eval/return nor train/loss; no figure.")
+                continue
+            self.use(group)
+            caption = (f"Run {label} ({', '.join(s.runs[0] for s in series)}): {what} (not one of the brief's "
+                       f"named experiments). Final value: {_finals(series)}." + _spreads(series))
+            self.figures.append(FigureSpec(stem, f"{label}: {what}", caption, [panel], "Other runs"))
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
+def _planner_label(run: Run) -> str:
+    cls = str(run.get(f"{PLANNER}.class_path", "")).rsplit(".", 1)[-1]
+    if cls == "CEM":
+        return f"CEM, {run.get(f'{PLANNER}.init_args.num_iterations', '?')} iterations"
+    return f"{cls or 'unknown planner'} ({run.base_name})"
+
+
+def _rollout_length(run: Run) -> Any:
+    """A config value whose key names the model rollout length (``...rollout_length``), if the run has one."""
+    from mbrl_lightning.report.runs import flatten
+
+    for key, value in flatten(run.config or {}).items():
+        last = key.rsplit(".", 1)[-1]
+        if "rollout" in last and ("length" in last or "horizon" in last):
+            return value
+    return None
+
+
+def build_report(runs: list[Run]) -> ReportData:
+    """Every figure the runs allow, in the brief's order, then one figure per remaining run group."""
+    b = _Builder(runs)
+    b.problem1()
+    b.problem2()
+    b.problem3()
+    b.problem4()
+    b.problem5()
+    b.problem6()
+    b.others()
+    return ReportData(b.figures, b.skipped, b.notes, runs)
+
+
+__all__ = ["ABLATIONS", "FigureSpec", "Panel", "ReportData", "Series", "aggregate", "build_report", "get_dotted"]

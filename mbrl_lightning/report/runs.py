@@ -1,0 +1,222 @@
+"""Finished runs on disk: find run folders, read their scalars and ``config.yaml``, group seeds."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+EVENT_GLOB = "events.out.tfevents.*"
+_VERSION = re.compile(r"^version_(\d+)$")
+_SEED_SUFFIX = re.compile(r"__seed=[^_]+$")
+_MISSING = object()
+
+# keys that differ between seeds of one experiment (or between log folders) but not in what was run
+_IGNORED_KEYS = ("trainer.logger.init_args.name", "trainer.logger.init_args.save_dir",
+                 "trainer.logger.init_args.version", "trainer.logger.init_args.sub_dir", "ckpt_path",
+                 "trainer.default_root_dir", "trainer.enable_progress_bar")
+
+
+@dataclass
+class Run:
+    """One run folder: its logger name and version, resolved config (if any) and every scalar series."""
+
+    path: Path
+    name: str
+    version: int | None
+    config: dict[str, Any] | None
+    scalars: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``name/version_N`` (or just the name when the folder is not a ``version_N`` one)."""
+        return self.name if self.version is None else f"{self.name}/version_{self.version}"
+
+    @property
+    def base_name(self) -> str:
+        """The logger name without a sweep's ``__seed=N`` suffix."""
+        return _SEED_SUFFIX.sub("", self.name)
+
+    def has(self, tag: str) -> bool:
+        """Whether the run logged ``tag`` at least once."""
+        return tag in self.scalars and len(self.scalars[tag][0]) > 0
+
+    def series(self, tag: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of a scalar, one value per step (the last one written at a repeated step)."""
+        return self.scalars.get(tag, (np.zeros(0, dtype=np.int64), np.zeros(0)))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A dotted key of ``config.yaml`` (``model.init_args.ensemble_size``), or ``default``."""
+        return get_dotted(self.config, key, default)
+
+    def eval_curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(iteration, eval return, eval return std across episodes or None).
+
+        The iteration is the logged ``eval/iteration`` at the same step; runs that do not log it use 1, 2, ...
+        """
+        steps, ret = self.series("eval/return")
+        it_steps, its = self.series("eval/iteration")
+        by_step = dict(zip(it_steps.tolist(), its.tolist(), strict=True))
+        if len(steps) and all(s in by_step for s in steps.tolist()):
+            x = np.array([by_step[s] for s in steps.tolist()], dtype=float)
+        else:
+            x = np.arange(1, len(ret) + 1, dtype=float)
+        std_steps, std = self.series("eval/return_std")
+        std_by_step = dict(zip(std_steps.tolist(), std.tolist(), strict=True))
+        spread = (np.array([std_by_step[s] for s in steps.tolist()])
+                  if len(steps) and all(s in std_by_step for s in steps.tolist()) else None)
+        return x, ret, spread
+
+    def last(self, tag: str) -> float | None:
+        """The last logged value of ``tag`` (None if never logged)."""
+        _, values = self.series(tag)
+        return float(values[-1]) if len(values) else None
+
+
+def get_dotted(tree: Any, key: str, default: Any = None) -> Any:
+    """``tree["a"]["b"]`` for ``key="a.b"`` through dicts (and list indices); ``default`` where missing."""
+    node = tree
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return default
+    return node
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts/lists as ``{"a.b.0.c": leaf}``."""
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, list):
+        items = ((str(i), v) for i, v in enumerate(tree))
+    else:
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in items:
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    if not out and prefix:
+        out[prefix] = tree  # keep empty containers
+    return out
+
+
+def find_run_dirs(logdir: Path) -> list[Path]:
+    """Every folder under ``logdir`` (itself included) that directly holds a TensorBoard event file."""
+    logdir = Path(logdir)
+    if not logdir.is_dir():
+        return []
+    dirs = {p.parent for p in logdir.rglob(EVENT_GLOB) if p.is_file()}
+    return sorted(dirs)
+
+
+def _run_identity(path: Path) -> tuple[str, int | None]:
+    match = _VERSION.match(path.name)
+    if match:
+        return path.parent.name, int(match.group(1))
+    return path.name, None
+
+
+def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """All scalars of the event files in ``run_dir`` (no subsampling), sorted by step, one value per step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for tag in acc.Tags().get("scalars", []):
+        by_step: dict[int, float] = {}
+        for event in acc.Scalars(tag):  # in file order: a resumed run's later value wins
+            by_step[int(event.step)] = float(event.value)
+        steps = np.array(sorted(by_step), dtype=np.int64)
+        out[tag] = (steps, np.array([by_step[s] for s in steps.tolist()], dtype=float))
+    return out
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read one run folder (scalars, and ``config.yaml`` when LightningCLI wrote one)."""
+    run_dir = Path(run_dir)
+    name, version = _run_identity(run_dir)
+    config = None
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.is_file():
+        with open(cfg_path) as f:
+            loaded = yaml.safe_load(f)
+        config = loaded if isinstance(loaded, dict) else None
+    return Run(path=run_dir, name=name, version=version, config=config, scalars=read_scalars(run_dir))
+
+
+def load_runs(logdir: Path) -> list[Run]:
+    """Every run under ``logdir``, sorted by name and version."""
+    runs = [load_run(d) for d in find_run_dirs(logdir)]
+    return sorted(runs, key=lambda r: (r.name, -1 if r.version is None else r.version, str(r.path)))
+
+
+def _is_seed_key(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1]
+    return last in ("seed", "seed_everything")
+
+
+def experiment_config(run: Run) -> dict[str, Any] | None:
+    """The run's flattened config without seeds and log location (None without ``config.yaml``)."""
+    if run.config is None:
+        return None
+    return {k: v for k, v in flatten(run.config).items()
+            if not _is_seed_key(k) and not any(k == i or k.startswith(i + ".") for i in _IGNORED_KEYS)}
+
+
+def config_diff(a: Run, b: Run) -> set[str] | None:
+    """Dotted config keys whose values differ between two runs (seeds and log location aside); None if a run
+    has no ``config.yaml``."""
+    fa, fb = experiment_config(a), experiment_config(b)
+    if fa is None or fb is None:
+        return None
+    return {k for k in fa.keys() | fb.keys() if fa.get(k, _MISSING) != fb.get(k, _MISSING)}
+
+
+def experiment_key(run: Run) -> str:
+    """What a run ran, without its seeds and log location: runs with equal keys are seeds of one experiment.
+
+    From ``config.yaml`` (every key except seeds, logger name/save dir/version); runs without a config fall
+    back to their logger name without the ``__seed=N`` suffix.
+    """
+    flat = experiment_config(run)
+    if flat is None:
+        return "name:" + run.base_name
+    return json.dumps(flat, sort_keys=True, default=str)
+
+
+def seed_of(run: Run) -> Any:
+    """The run's seed: ``seed_everything`` from its config, else its logger name (``..__seed=1``)."""
+    return run.get("seed_everything") if run.config is not None else run.name
+
+
+def _recency(run: Run) -> tuple[int, int]:
+    return (-1 if run.version is None else run.version, len(run.series("eval/return")[0]))
+
+
+def group_seeds(runs: list[Run]) -> tuple[list[list[Run]], list[tuple[Run, Run]]]:
+    """Runs split into groups that share everything but the seed, in the order of their first run.
+
+    Two runs of one group with the same seed are a re-run: only the later version (the more eval points on a
+    tie) is kept. Returns the groups and the ``(superseded, kept)`` pairs.
+    """
+    groups: dict[str, dict[Any, Run]] = {}
+    superseded: list[tuple[Run, Run]] = []
+    for run in runs:
+        by_seed = groups.setdefault(experiment_key(run), {})
+        seed = json.dumps(seed_of(run), default=str)
+        old = by_seed.get(seed)
+        if old is None:
+            by_seed[seed] = run
+            continue
+        keep, drop = (run, old) if _recency(run) >= _recency(old) else (old, run)
+        by_seed[seed] = keep
+        superseded.append((drop, keep))
+    return [list(g.values()) for g in groups.values()], superseded
