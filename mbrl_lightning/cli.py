@@ -36,4 +36,12 @@ def main(argv: list[str] | None = None) -> None:
         from mbrl_lightning.theory.cli import main as theory_main
 
         sys.exit(theory_main(argv[1:]))
+    if argv and argv[0] == "report":
+        from mbrl_lightning.report import main as report_main
+
+        sys.exit(report_main(argv[1:]))
+    if argv and argv[0] == "sweep":
+        from mbrl_lightning.sweep import main as sweep_main
+
+        sys.exit(sweep_main(argv[1:]))
     lightning_main(argv)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from mbrl_lightning.agents.sac import SAC, Backup
+from mbrl_lightning.callbacks.collect import log_scalars
 from mbrl_lightning.data.buffer import FIELDS, ReplayBuffer
 from mbrl_lightning.envs import Task
 from mbrl_lightning.models.dynamics import DynamicsEnsemble
@@ -76,7 +77,8 @@ class MBPO(SAC):
         if real_ratio is not None and not 0.0 <= real_ratio <= 1.0:
             raise ValueError(f"real_ratio must be in [0, 1] or null (one shared buffer), got {real_ratio}")
         self.save_hyperparameters()
-        self.rollout_length, self.rollout_batch_size, self.rollout_every = rollout_length, rollout_batch_size, rollout_every
+        self.rollout_length, self.rollout_batch_size = rollout_length, rollout_batch_size
+        self.rollout_every = rollout_every
         self.model_sampling, self.real_ratio = model_sampling, real_ratio
         self.dynamics = DynamicsEnsemble(obs_dim, act_dim, model_ensemble_size, model_hidden_size, model_num_layers,
                                          model_activation, model_lr, model_weight_decay, model_loss)
@@ -215,8 +217,8 @@ class MBPO(SAC):
             return batch
         if batch_idx % self.rollout_every == 0:
             added = self.generate_rollouts(self.rollout_batch_size)
-            self.log_dict({"mbpo/rollout_transitions": float(added),
-                           "mbpo/model_buffer_size": float(len(self.model_buffer))}, on_step=True, on_epoch=False)
+            log_scalars(self.trainer, {"mbpo/rollout_transitions": float(added),
+                                       "mbpo/model_buffer_size": float(len(self.model_buffer))}, step=self.num_updates)
         return self.mix(batch)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -227,11 +229,13 @@ class MBPO(SAC):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # tensors and plain types only (checkpoints load with weights_only=True)
+        super().on_save_checkpoint(checkpoint)
         checkpoint["mbpo"] = {"model_buffer": self.model_buffer.state_dict(),
                               "generator": self.generator.get_state(),
                               "model_trained_steps": self.model_trained_steps}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         state = checkpoint.get("mbpo")
         if state is not None:
             self.model_buffer.load_state_dict(state["model_buffer"])

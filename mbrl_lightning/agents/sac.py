@@ -18,13 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mbrl_lightning.callbacks.collect import log_scalars
 from mbrl_lightning.models.ensemble import ACTIVATIONS, EnsembleMLP
 
 Backup = Literal["min", "mean", "doubleq"]
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def mlp(in_features: int, out_features: int, hidden_size: int, num_layers: int, activation: str = "relu") -> nn.Sequential:
+def mlp(in_features: int, out_features: int, hidden_size: int, num_layers: int,
+        activation: str = "relu") -> nn.Sequential:
     """``num_layers`` hidden layers of ``hidden_size`` units and a linear output layer."""
     layers: list[nn.Module] = []
     width = in_features
@@ -107,6 +109,10 @@ class SAC(pl.LightningModule):
         self.register_buffer("action_low", -torch.ones(act_dim))
         self.register_buffer("action_high", torch.ones(act_dim))
         self._opt_index: dict[str, int] = {}
+        self.num_updates = 0  # SAC updates so far (the x axis of the sac/* curves; checkpointed)
+        self._metric_keys: list[str] = []
+        self._window = self._epoch = torch.zeros(0)
+        self._window_n = self._epoch_n = 0
 
     # ----------------------------------------------------------------- policy and critics
     @property
@@ -249,7 +255,37 @@ class SAC(pl.LightningModule):
         if batch["obs"].dim() == 3:  # ReplayDataModule yields (E=1, B, ...) for a module without an ensemble
             batch = {k: v[0] for k, v in batch.items()}
         metrics = self.update(self.prepare_batch(batch, batch_idx))
-        self.log_dict(metrics, on_step=True, on_epoch=False)
+        self.num_updates += 1
+        self._accumulate(metrics)
+
+    def _accumulate(self, metrics: dict[str, Tensor]) -> None:
+        """Sum the update's metrics; every ``log_every_n_steps`` updates write their mean to the loggers.
+
+        ``self.log`` on every update costs about as much as a small SAC update itself, so per-update metrics
+        go straight to the loggers (x axis: SAC updates) and ``self.log`` gets the epoch means only.
+        """
+        values = torch.stack(list(metrics.values()))
+        if self._metric_keys != list(metrics):
+            self._metric_keys, self._window, self._epoch = list(metrics), values * 0, values * 0
+            self._window_n = self._epoch_n = 0
+        self._window, self._epoch = self._window + values, self._epoch + values
+        self._window_n, self._epoch_n = self._window_n + 1, self._epoch_n + 1
+        every = max(int(self.trainer.log_every_n_steps), 1) if self._trainer is not None else 0
+        if every and self._window_n >= every:
+            means = (self._window / self._window_n).tolist()
+            log_scalars(self.trainer, dict(zip(self._metric_keys, means, strict=True)), step=self.num_updates)
+            self._window, self._window_n = self._window * 0, 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_n > 0:
+            self.log_dict({k: v for k, v in zip(self._metric_keys, self._epoch / self._epoch_n, strict=True)})
+            self._epoch, self._epoch_n = self._epoch * 0, 0
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sac"] = {"num_updates": self.num_updates}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.num_updates = int(checkpoint.get("sac", {}).get("num_updates", 0))
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         opts = [torch.optim.Adam(self.actor.parameters(), lr=self.hparams.actor_lr),

@@ -3,5 +3,7 @@
 from mbrl_lightning.callbacks.collect import CollectOnPolicy, CollectRandom, log_scalars
 from mbrl_lightning.callbacks.evaluate import Evaluate
 from mbrl_lightning.callbacks.report import ProgressReport
+from mbrl_lightning.callbacks.sac import CollectAgent, EvaluateAgent
 
-__all__ = ["CollectOnPolicy", "CollectRandom", "Evaluate", "ProgressReport", "log_scalars"]
+__all__ = ["CollectAgent", "CollectOnPolicy", "CollectRandom", "Evaluate", "EvaluateAgent", "ProgressReport",
+           "log_scalars"]

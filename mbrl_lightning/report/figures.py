@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mbrl_lightning.report.runs import Run, config_diff, get_dotted, group_seeds
+from mbrl_lightning.report.runs import Run, config_diff, flatten, get_dotted, group_seeds
 
 PLANNER = "model.init_args.planner"
 # Problem 4's ablated parameters: (short name, config key, axis words)
@@ -68,6 +68,7 @@ class ReportData:
     skipped: list[str]
     notes: list[str]
     runs: list[Run]
+    results: list[str] = field(default_factory=list)  # Problem 2's number (no figure: one iteration)
 
 
 def aggregate(label: str, curves: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], runs: list[str],
@@ -134,6 +135,7 @@ class _Builder:
         self.figures: list[FigureSpec] = []
         self.skipped: list[str] = []
         self.notes: list[str] = []
+        self.results: list[str] = []
 
     def select(self, prefix: str, tag: str = "eval/return") -> list[Run]:
         return [r for r in self.runs if r.name.startswith(prefix) and r.has(tag)]
@@ -179,7 +181,7 @@ class _Builder:
             text = f"{series.label}: eval return after iteration {series.x[-1]:g} = {series.y[-1]:.4g}"
             if len(group) == 1 and group[0].last("eval/return_std") is not None:
                 text += f" ± {group[0].last('eval/return_std'):.3g} (std over evaluation episodes)"
-            self.notes.append("Problem 2: " + text + ".")
+            self.results.append(text + ".")
 
     # -- Problem 3 ---------------------------------------------------------------------------------------
     def problem3(self) -> None:
@@ -214,13 +216,15 @@ class _Builder:
             self.skipped.append("Problem 4: no run named reacher_ablation* with config.yaml logged eval/return.")
             return
         default_values = self._ablation_defaults(runs)
-        reference = next((r for r in runs if all(r.get(k) == default_values[n] for n, k, _ in ABLATIONS)), None)
+        named = [r for r in runs if r.base_name == "reacher_ablation"]
+        reference = named[0] if named else next(
+            (r for r in runs if all(_hashable(r.get(k)) == default_values[n] for n, k, _ in ABLATIONS)), None)
         for name, key, words in ABLATIONS:
             others = [(n, k) for n, k, _ in ABLATIONS if n != name]
-            if reference is not None:
+            if reference is not None:  # everything but this parameter (and seeds) as in the default run
                 chosen = [r for r in runs if (config_diff(r, reference) or set()) <= {key}]
             else:
-                chosen = [r for r in runs if all(r.get(k) == default_values[n] for n, k in others)]
+                chosen = [r for r in runs if all(_hashable(r.get(k)) == default_values[n] for n, k in others)]
             values = sorted({_hashable(r.get(key)) for r in chosen}, key=_sort_key)
             if len(values) < 2:
                 self.skipped.append(f"Problem 4 ({words}): no reacher_ablation run varies {name} alone "
@@ -294,7 +298,8 @@ class _Builder:
                 self.use(group)
                 length = _rollout_length(group[0])
                 label = method + (f" (rollout length {length})" if length is not None else "")
-                label += f" [{_group_label(group)}]"
+                name = _group_label(group)
+                label += "" if name == prefix else f" [{name}]"
                 series.append(_eval_series(label, group))
         if not series:
             self.skipped.append("Problem 6: no run named " + ", ".join(f"{p}*" for p, _ in PROBLEM6)
@@ -345,8 +350,6 @@ def _planner_label(run: Run) -> str:
 
 def _rollout_length(run: Run) -> Any:
     """A config value whose key names the model rollout length (``...rollout_length``), if the run has one."""
-    from mbrl_lightning.report.runs import flatten
-
     for key, value in flatten(run.config or {}).items():
         last = key.rsplit(".", 1)[-1]
         if "rollout" in last and ("length" in last or "horizon" in last):
@@ -364,7 +367,7 @@ def build_report(runs: list[Run]) -> ReportData:
     b.problem5()
     b.problem6()
     b.others()
-    return ReportData(b.figures, b.skipped, b.notes, runs)
+    return ReportData(b.figures, b.skipped, b.notes, runs, b.results)
 
 
 __all__ = ["ABLATIONS", "FigureSpec", "Panel", "ReportData", "Series", "aggregate", "build_report", "get_dotted"]

@@ -1,0 +1,5 @@
+import sys
+
+from mbrl_lightning.report import main
+
+sys.exit(main())

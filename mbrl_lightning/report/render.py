@@ -1,0 +1,94 @@
+"""Draw ``FigureSpec``s with matplotlib (Agg) to PNG and PDF, and write ``report.md``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from mbrl_lightning.report.figures import FigureSpec, ReportData
+from mbrl_lightning.report.runs import Run
+
+MARKER_MAX_POINTS = 40  # short curves (returns per iteration) get markers; long ones (losses) do not
+
+
+def draw(spec: FigureSpec, out: Path) -> list[Path]:
+    """Draw one figure (panels side by side, caption under them); returns the PNG and PDF paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(spec.panels)
+    width = max(6.5, 5.0 * n)
+    caption = textwrap.fill(spec.caption, width=int(width * 16))
+    lines = caption.count("\n") + 1
+    height = 4.2 + 0.17 * lines
+    fig, axes = plt.subplots(1, n, figsize=(width, height), squeeze=False)
+    for ax, panel in zip(axes[0], spec.panels, strict=True):
+        for s in panel.series:
+            marker = "o" if len(s.x) <= MARKER_MAX_POINTS else None
+            (line,) = ax.plot(s.x, s.y, marker=marker, ms=3.5, lw=1.4 if marker else 0.9, label=s.label)
+            if s.lo is not None and s.hi is not None:
+                ax.fill_between(s.x, s.lo, s.hi, color=line.get_color(), alpha=0.2, lw=0)
+        if panel.logy and all(np.all(s.y > 0) for s in panel.series):
+            ax.set_yscale("log")
+        ax.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(spec.title)
+    bottom = (0.17 * lines + 0.25) / height
+    fig.text(0.01, 0.01, caption, fontsize=8, va="bottom", ha="left")
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{spec.key}.png", out / f"{spec.key}.pdf"]
+    fig.savefig(paths[0], dpi=130)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
+
+
+def _fmt(value: float | None, spec: str = ".4g") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def final_row(run: Run) -> tuple[str, str, str, str]:
+    """(run, iterations, final return ± std, env steps) for the table."""
+    x, y, std = run.eval_curve()
+    if not len(y):
+        env = run.last("data/env_steps")
+        return run.label, "—", "—", _fmt(env, ".0f")
+    ret = f"{y[-1]:.4g}" + (f" ± {std[-1]:.3g}" if std is not None else "")
+    env = run.last("eval/env_steps")
+    env = run.last("data/env_steps") if env is None else env
+    return run.label, f"{x[-1]:g}", ret, _fmt(env, ".0f")
+
+
+def write_markdown(data: ReportData, figure_files: dict[str, list[Path]], out: Path, logdir: Path) -> Path:
+    """``report.md``: each figure with its caption, skipped problems, notes, the table of final returns."""
+    lines = ["# Model-based RL report", "",
+             f"Runs under `{logdir}` ({len(data.runs)} run folders), "
+             f"generated {_dt.datetime.now().isoformat(timespec='seconds')} by `python -m mbrl_lightning report`.", ""]
+    if data.results:
+        lines += ["## Problem 2", "", "MPC after one iteration on the obstacles environment:", ""]
+        lines += [f"- {r}" for r in data.results] + [""]
+    section = None
+    for number, spec in enumerate(data.figures, start=1):
+        if spec.problem != section:
+            section = spec.problem
+            lines += [f"## {section}", ""]
+        png, pdf = figure_files[spec.key]
+        lines += [f"![{spec.title}]({png.name})", "",
+                  f"*Figure {number}. {spec.caption}* ([PDF]({pdf.name}))", ""]
+    if data.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in data.notes] + [""]
+    if data.skipped:
+        lines += ["## Skipped", ""] + [f"- {s}" for s in data.skipped] + [""]
+    lines += ["## Final evaluation returns", "",
+              "| run | iterations | final return ± std (episodes) | env steps |", "| --- | ---: | ---: | ---: |"]
+    lines += ["| " + " | ".join(final_row(run)) + " |" for run in data.runs]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,152 @@
+"""The report plots exactly what real runs logged: tiny LightningCLI runs, then the report's series and files."""
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mbrl_lightning.callbacks import ProgressReport
+from mbrl_lightning.cli import lightning_main
+from mbrl_lightning.cli import main as cli_main
+from mbrl_lightning.report import build_report, load_runs, main, make_report
+
+
+def tiny_config(save_dir, name, seed=0, ensemble_size=2, horizon=3, mpc=True):
+    """A seconds-long run on the obstacles env; ``mpc=False``: model training only (Problem 1 style)."""
+    callbacks = [{"class_path": "mbrl_lightning.callbacks.CollectRandom", "init_args": {"num_steps": 300}}]
+    if mpc:
+        callbacks.append({"class_path": "mbrl_lightning.callbacks.Evaluate", "init_args": {"num_episodes": 2}})
+    callbacks.append({"class_path": "mbrl_lightning.callbacks.ProgressReport", "init_args": {"plot": False}})
+    model = {"class_path": "mbrl_lightning.agents.MPCAgent" if mpc else "mbrl_lightning.models.DynamicsEnsemble",
+             "init_args": {"ensemble_size": ensemble_size, "hidden_size": 16, "num_layers": 1}}
+    if mpc:
+        model["init_args"]["planner"] = {"class_path": "mbrl_lightning.planning.RandomShooting",
+                                         "init_args": {"horizon": horizon, "num_sequences": 16}}
+    return {
+        "seed_everything": seed,
+        "trainer": {"max_epochs": 2 if mpc else 1, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1,
+                    "enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False,
+                    "logger": {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
+                               "init_args": {"save_dir": str(save_dir), "name": name}},
+                    "callbacks": callbacks},
+        "model": model,
+        "data": {"class_path": "mbrl_lightning.data.ReplayDataModule",
+                 "init_args": {"env_id": "mbrl/Obstacles-v0", "batch_size": 32, "steps_per_epoch": 8}},
+    }
+
+
+def fit(tmp, config):
+    """Run ``fit`` in-process; return what ProgressReport captured from ``trainer.callback_metrics``."""
+    path = tmp / f"{config['trainer']['logger']['init_args']['name']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = lightning_main(["fit", "--config", str(path)])
+    capture = next(c for c in cli.trainer.callbacks if isinstance(c, ProgressReport))
+    return {"returns": [r for _, r in capture.returns], "losses": list(capture.losses),
+            "return_std": float(cli.trainer.callback_metrics.get("eval/return_std", float("nan")))}
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    logs = tmp / "runs"
+    runs = {
+        "halfcheetah_0_iter_tiny": fit(tmp, tiny_config(logs, "halfcheetah_0_iter_tiny", mpc=False)),
+        "reacher_ablation": fit(tmp, tiny_config(logs, "reacher_ablation", seed=0)),
+        "reacher_ablation__seed=1": fit(tmp, tiny_config(logs, "reacher_ablation__seed=1", seed=1)),
+        "reacher_ablation__ensemble_size=1": fit(tmp, tiny_config(logs, "reacher_ablation__ensemble_size=1",
+                                                                  ensemble_size=1)),
+        "reacher_ablation__horizon=2": fit(tmp, tiny_config(logs, "reacher_ablation__horizon=2", horizon=2)),
+    }
+    # a run that is none of the brief's experiments must still get a figure
+    shutil.copytree(logs / "reacher_ablation__horizon=2", logs / "my_experiment")
+    return logs, runs
+
+
+def figure(data, key):
+    return next(f for f in data.figures if f.key == key)
+
+
+def event_values(run_dir, tag):
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def test_problem1_series_is_the_logged_training_loss(logged):
+    logs, captured = logged
+    data = build_report(load_runs(logs))
+    (panel,) = figure(data, "problem1_model_loss").panels
+    (series,) = panel.series
+    assert panel.logy and series.label == "halfcheetah_0_iter_tiny"
+    expected = captured["halfcheetah_0_iter_tiny"]["losses"]
+    assert len(expected) == 8  # one per gradient step (log_every_n_steps=1)
+    np.testing.assert_allclose(series.y, expected, rtol=1e-6)
+    np.testing.assert_allclose(series.y, event_values(logs / "halfcheetah_0_iter_tiny" / "version_0", "train/loss"),
+                               rtol=1e-6)
+    assert np.all(np.diff(series.x) > 0)
+
+
+def test_problem4_groups_by_config_and_averages_seeds(logged):
+    logs, captured = logged
+    data = build_report(load_runs(logs))
+    (panel,) = figure(data, "problem4_ensemble_size").panels
+    by_label = {s.label: s for s in panel.series}
+    assert set(by_label) == {"ensemble_size=1", "ensemble_size=2 (default), 2 seeds"}
+    seeds = np.array([captured["reacher_ablation"]["returns"], captured["reacher_ablation__seed=1"]["returns"]])
+    default = by_label["ensemble_size=2 (default), 2 seeds"]
+    np.testing.assert_allclose(default.x, [1, 2])
+    np.testing.assert_allclose(default.y, seeds.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(default.lo, seeds.min(0), rtol=1e-6)
+    np.testing.assert_allclose(default.hi, seeds.max(0), rtol=1e-6)
+    single = by_label["ensemble_size=1"]
+    one = captured["reacher_ablation__ensemble_size=1"]
+    np.testing.assert_allclose(single.y, one["returns"], rtol=1e-6)
+    np.testing.assert_allclose(single.hi[-1] - single.y[-1], one["return_std"], rtol=1e-5)  # ± episodes' std
+
+    (panel,) = figure(data, "problem4_horizon").panels
+    labels = [s.label for s in panel.series]
+    assert labels == ["horizon=2", "horizon=3 (default), 2 seeds"]
+    np.testing.assert_allclose(panel.series[0].y, captured["reacher_ablation__horizon=2"]["returns"], rtol=1e-6)
+    assert not any(f.key == "problem4_num_sequences" for f in data.figures)
+    assert any("num_sequences" in s for s in data.skipped)
+    assert any(s.startswith("Problem 5") for s in data.skipped)
+
+
+def test_other_runs_get_a_generic_figure(logged):
+    logs, captured = logged
+    data = build_report(load_runs(logs))
+    (panel,) = figure(data, "run_my_experiment").panels
+    np.testing.assert_allclose(panel.series[0].y, captured["reacher_ablation__horizon=2"]["returns"], rtol=1e-6)
+
+
+def test_files_are_written(logged, tmp_path):
+    logs, _ = logged
+    data, md = make_report(logs, tmp_path / "out", verbose=False)
+    for spec in data.figures:
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "out" / f"{spec.key}.{ext}").stat().st_size > 1000
+    text = md.read_text()
+    for spec in data.figures:
+        assert f"({spec.key}.png)" in text and spec.caption in text
+    for name in ("reacher_ablation/version_0", "reacher_ablation__ensemble_size=1/version_0", "my_experiment"):
+        assert f"| {name} |" in text
+    assert "## Skipped" in text and "## Final evaluation returns" in text
+
+
+def test_default_output_folder_and_cli(logged, capsys):
+    logs, _ = logged
+    assert main([str(logs)]) == 0
+    assert (logs / "report" / "report.md").is_file()
+    assert "problem4_ensemble_size" in capsys.readouterr().out
+
+
+def test_empty_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["report", str(tmp_path / "empty")])
+    assert exit_info.value.code == 2
+    assert "no TensorBoard event files" in capsys.readouterr().err
+    assert main([str(tmp_path / "does_not_exist")]) == 2
+    assert not (tmp_path / "empty" / "report").exists()
