@@ -1,6 +1,8 @@
 """The report plots exactly what real runs logged: tiny LightningCLI runs, then the report's series and files."""
 
 import shutil
+import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from mbrl_lightning.cli import main as cli_main
 from mbrl_lightning.report import build_report, load_runs, main, make_report
 
 
-def tiny_config(save_dir, name, seed=0, ensemble_size=2, horizon=3, mpc=True):
+def tiny_config(save_dir, name, seed=0, ensemble_size=2, horizon=3, mpc=True, cem_iterations=None, epochs=2):
     """A seconds-long run on the obstacles env; ``mpc=False``: model training only (Problem 1 style)."""
     callbacks = [{"class_path": "mbrl_lightning.callbacks.CollectRandom", "init_args": {"num_steps": 300}}]
     if mpc:
@@ -24,9 +26,12 @@ def tiny_config(save_dir, name, seed=0, ensemble_size=2, horizon=3, mpc=True):
     if mpc:
         model["init_args"]["planner"] = {"class_path": "mbrl_lightning.planning.RandomShooting",
                                          "init_args": {"horizon": horizon, "num_sequences": 16}}
+        if cem_iterations:
+            model["init_args"]["planner"] = {"class_path": "mbrl_lightning.planning.CEM", "init_args": {
+                "horizon": horizon, "num_sequences": 16, "num_iterations": cem_iterations, "num_elites": 4}}
     return {
         "seed_everything": seed,
-        "trainer": {"max_epochs": 2 if mpc else 1, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1,
+        "trainer": {"max_epochs": epochs if mpc else 1, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1,
                     "enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False,
                     "logger": {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
                                "init_args": {"save_dir": str(save_dir), "name": name}},
@@ -41,7 +46,8 @@ def fit(tmp, config):
     """Run ``fit`` in-process; return what ProgressReport captured from ``trainer.callback_metrics``."""
     path = tmp / f"{config['trainer']['logger']['init_args']['name']}.yaml"
     path.write_text(yaml.safe_dump(config))
-    cli = lightning_main(["fit", "--config", str(path)])
+    with mock.patch.object(sys, "argv", ["mbrl_lightning"]):  # pytest's own arguments are not for the CLI
+        cli = lightning_main(["fit", "--config", str(path)])
     capture = next(c for c in cli.trainer.callbacks if isinstance(c, ProgressReport))
     return {"returns": [r for _, r in capture.returns], "losses": list(capture.losses),
             "return_std": float(cli.trainer.callback_metrics.get("eval/return_std", float("nan")))}
@@ -59,6 +65,8 @@ def logged(tmp_path_factory):
                                                                   ensemble_size=1)),
         "reacher_ablation__horizon=2": fit(tmp, tiny_config(logs, "reacher_ablation__horizon=2", horizon=2)),
     }
+    runs["halfcheetah_multi_iter"] = fit(tmp, tiny_config(logs, "halfcheetah_multi_iter"))
+    runs["halfcheetah_cem"] = fit(tmp, tiny_config(logs, "halfcheetah_cem", cem_iterations=2, epochs=1))
     # a run that is none of the brief's experiments must still get a figure
     shutil.copytree(logs / "reacher_ablation__horizon=2", logs / "my_experiment")
     return logs, runs
@@ -111,7 +119,7 @@ def test_problem4_groups_by_config_and_averages_seeds(logged):
     np.testing.assert_allclose(panel.series[0].y, captured["reacher_ablation__horizon=2"]["returns"], rtol=1e-6)
     assert not any(f.key == "problem4_num_sequences" for f in data.figures)
     assert any("num_sequences" in s for s in data.skipped)
-    assert any(s.startswith("Problem 5") for s in data.skipped)
+    assert any(s.startswith("Problem 6") for s in data.skipped)
 
 
 def test_other_runs_get_a_generic_figure(logged):
@@ -130,7 +138,7 @@ def test_files_are_written(logged, tmp_path):
     text = md.read_text()
     for spec in data.figures:
         assert f"({spec.key}.png)" in text and spec.caption in text
-    for name in ("reacher_ablation/version_0", "reacher_ablation__ensemble_size=1/version_0", "my_experiment"):
+    for name in ("reacher_ablation/version_0", "reacher_ablation__ensemble_size=1/version_0", "my_experiment/version_0"):
         assert f"| {name} |" in text
     assert "## Skipped" in text and "## Final evaluation returns" in text
 
@@ -150,3 +158,18 @@ def test_empty_folder_is_refused(tmp_path, capsys):
     assert "no TensorBoard event files" in capsys.readouterr().err
     assert main([str(tmp_path / "does_not_exist")]) == 2
     assert not (tmp_path / "empty" / "report").exists()
+
+
+def test_problem3_and_problem5_read_names_and_planner_config(logged):
+    logs, captured = logged
+    data = build_report(load_runs(logs))
+    (panel,) = figure(data, "problem3_multi_iter").panels  # only the panels whose runs exist
+    assert panel.title == "halfcheetah_multi_iter"
+    np.testing.assert_allclose(panel.series[0].y, captured["halfcheetah_multi_iter"]["returns"], rtol=1e-6)
+    assert any("obstacles_multi_iter" in s and "reacher_multi_iter" in s for s in data.skipped)
+    (panel,) = figure(data, "problem5_cem").panels
+    baseline, cem = panel.series
+    assert cem.label == "CEM, 2 iterations"  # num_iterations from config.yaml
+    np.testing.assert_allclose(cem.y, captured["halfcheetah_cem"]["returns"], rtol=1e-6)
+    assert baseline.label.startswith("random shooting") and list(baseline.x) == [1.0]  # cut to CEM's iterations
+    np.testing.assert_allclose(baseline.y, captured["halfcheetah_multi_iter"]["returns"][:1], rtol=1e-6)

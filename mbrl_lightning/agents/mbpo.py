@@ -80,8 +80,14 @@ class MBPO(SAC):
         self.rollout_length, self.rollout_batch_size = rollout_length, rollout_batch_size
         self.rollout_every = rollout_every
         self.model_sampling, self.real_ratio = model_sampling, real_ratio
-        self.dynamics = DynamicsEnsemble(obs_dim, act_dim, model_ensemble_size, model_hidden_size, model_num_layers,
-                                         model_activation, model_lr, model_weight_decay, model_loss)
+        dynamics_args = {"obs_dim": obs_dim, "act_dim": act_dim, "ensemble_size": model_ensemble_size,
+                         "hidden_size": model_hidden_size, "num_layers": model_num_layers,
+                         "activation": model_activation, "lr": model_lr, "weight_decay": model_weight_decay,
+                         "loss": model_loss}
+        self.dynamics = DynamicsEnsemble(**dynamics_args)
+        # Lightning's save_hyperparameters also collects the enclosing MBPO.__init__'s arguments (SAC's
+        # hidden_size among them); the submodule reads its own hparams (``loss``), so set them exactly.
+        self.dynamics.save_hyperparameters(dynamics_args)
         self.model_buffer = ReplayBuffer(model_buffer_capacity, obs_dim, act_dim)
         self.generator = torch.Generator().manual_seed(seed)
         self.task: Task | None = None
@@ -113,7 +119,8 @@ class MBPO(SAC):
         data = self.real_buffer.all()
         self.dynamics.fit_normalizers({k: v.to(self.device) for k, v in data.items()})
         opts = self.optimizers()
-        opt = opts[self._opt_index["dynamics"]].optimizer  # the raw Adam: SAC's global_step counts SAC updates
+        opt = opts[self._opt_index["dynamics"]]
+        opt = getattr(opt, "optimizer", opt)  # the raw Adam: global_step keeps counting SAC optimiser steps only
         E, B = self.dynamics.ensemble_size, self.hparams.model_batch_size
         losses = torch.zeros(steps)
         self.dynamics.train()

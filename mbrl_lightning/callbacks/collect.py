@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from mbrl_lightning.data.collect import RandomPolicy, collect
+from mbrl_lightning.distributed import gather_rows, rank_share
 
 
 def _datamodule(trainer: pl.Trainer):
@@ -28,7 +29,8 @@ class CollectRandom(pl.Callback):
     """Fill the buffer with ``num_steps`` random-policy steps at fit start (the brief's initial batch).
 
     It runs in ``on_fit_start``, before the first dataloader is built; a resumed run whose buffer
-    already holds data skips it.
+    already holds data skips it. Under DDP each rank collects its share with its own seed and every rank
+    receives all of it.
     """
 
     def __init__(self, num_steps: int = 5000, num_envs: int = 1, seed: int = 0) -> None:
@@ -41,14 +43,15 @@ class CollectRandom(pl.Callback):
         if len(dm.buffer) > 0:
             return
         seed = self.seed + 7919 * trainer.global_rank
+        steps, _ = rank_share(self.num_steps, trainer)
         envs = [dm.make_env() for _ in range(self.num_envs)]
         start = time.perf_counter()
         policy = RandomPolicy(dm.action_low, dm.action_high, seed=seed)
-        result = collect(envs, policy, num_steps=self.num_steps, seed=seed, desc="random data",
+        result = collect(envs, policy, num_steps=steps, seed=seed, desc="random data",
                          progress=trainer.is_global_zero)
         for env in envs:
             env.close()
-        dm.add(result.transitions)
+        dm.add(gather_rows(trainer, result.transitions))
         metrics = {"data/env_steps": float(dm.buffer.total_added),
                    "data/collect_seconds": time.perf_counter() - start}
         if result.returns:
@@ -69,7 +72,8 @@ class CollectOnPolicy(pl.Callback):
     """At each iteration's end, run the MPC policy for ``num_steps`` real steps and add them to the buffer.
 
     ``num_envs`` episodes run side by side, planned in one batch (independent episodes, so the data's
-    statistics do not change). The last iteration collects nothing: no training would use it.
+    statistics do not change). The last iteration collects nothing: no training would use it. Under DDP
+    the steps are split over the ranks (each with its own seed) and all-gathered into every rank's buffer.
     """
 
     def __init__(self, num_steps: int = 1000, num_envs: int = 1, seed: int = 1) -> None:
@@ -82,16 +86,18 @@ class CollectOnPolicy(pl.Callback):
             return
         dm = _datamodule(trainer)
         seed = self.seed * 1_000_003 + 10_007 * (trainer.current_epoch + 1) + 7919 * trainer.global_rank
+        steps, _ = rank_share(self.num_steps, trainer)
         envs = [dm.make_env() for _ in range(self.num_envs)]
         policy = mpc_policy(trainer, pl_module, self.num_envs, seed)
         was_training = pl_module.training
         pl_module.eval()
-        result = collect(envs, policy, num_steps=self.num_steps, seed=seed,
+        result = collect(envs, policy, num_steps=steps, seed=seed,
                          desc=f"MPC data (iteration {trainer.current_epoch + 1})", progress=trainer.is_global_zero)
         pl_module.train(was_training)
         for env in envs:
             env.close()
-        dm.add(result.transitions)
+        dm.add(gather_rows(trainer, result.transitions))
         pl_module.log("data/env_steps", float(dm.buffer.total_added))
-        if result.returns:
-            pl_module.log("data/collect_return", float(torch.tensor(result.returns).mean()))
+        returns = gather_rows(trainer, {"r": torch.tensor(result.returns, dtype=torch.float32)})["r"]
+        if len(returns):
+            pl_module.log("data/collect_return", returns.mean())

@@ -10,7 +10,8 @@ import pytorch_lightning as pl
 import torch
 
 from mbrl_lightning.callbacks.collect import _datamodule, mpc_policy
-from mbrl_lightning.data.collect import collect
+from mbrl_lightning.data.collect import Rollouts, collect
+from mbrl_lightning.distributed import gather_rows, rank_share
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ class Evaluate(pl.Callback):
     """Runs ``num_episodes`` MPC episodes (``num_envs`` at a time, planned in one batch) every
     ``every_n_iters`` iterations and at the last one; logs eval/return (mean, std, min, max), eval/ep_len,
     env steps so far and planning seconds per action. Episodes use the same start seeds every iteration, so
-    iterations are compared on equal terms. ``video=True`` saves the first episode as a GIF in the log folder
+    iterations are compared on equal terms; under DDP the episodes are split over the ranks. ``video=True`` saves the first episode as a GIF in the log folder
     and a strip of its frames to TensorBoard (skipped with a warning if the env cannot render).
     """
 
@@ -29,6 +30,7 @@ class Evaluate(pl.Callback):
             raise ValueError("num_episodes and every_n_iters must be positive")
         self.num_episodes, self.every_n_iters, self.seed, self.video = num_episodes, every_n_iters, seed, video
         self.num_envs = num_envs or num_episodes
+        self.plan_seconds_per_action = 0.0
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         iteration = trainer.current_epoch + 1
@@ -36,37 +38,49 @@ class Evaluate(pl.Callback):
         if trainer.sanity_checking or not (last or iteration % self.every_n_iters == 0):
             return
         dm = _datamodule(trainer)
+        episodes, first = rank_share(self.num_episodes, trainer)
+        result = self._run(trainer, pl_module, dm, episodes, self.seed + first, iteration) if episodes else None
+        stats = {"return": torch.tensor(result.returns if result else [], dtype=torch.float32),
+                 "length": torch.tensor(result.lengths if result else [], dtype=torch.float32)}
+        stats = gather_rows(trainer, stats)
+        returns = stats["return"]
+        pl_module.log_dict({
+            "eval/return": returns.mean(), "eval/return_std": returns.std(unbiased=False),
+            "eval/return_min": returns.min(), "eval/return_max": returns.max(),
+            "eval/ep_len": stats["length"].mean(),
+            "eval/env_steps": float(dm.buffer.total_added),
+            "eval/plan_seconds_per_action": self.plan_seconds_per_action,
+            "eval/iteration": float(iteration),
+        })
+        if result is not None and result.frames:
+            self._save_video(trainer, result.frames, iteration)
+
+    def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm, episodes: int, seed: int,
+             iteration: int) -> Rollouts:
+        """This rank's episodes with the MPC policy (video of the first one on rank 0, when asked)."""
         record = self.video and trainer.is_global_zero
+        num_envs = min(self.num_envs, episodes)
         envs = [dm.make_env(render_mode="rgb_array") if (record and i == 0) else dm.make_env()
-                for i in range(self.num_envs)]
-        policy = mpc_policy(trainer, pl_module, self.num_envs, seed=self.seed + 7919 * trainer.global_rank)
+                for i in range(num_envs)]
+        policy = mpc_policy(trainer, pl_module, num_envs, seed=seed + 7919 * trainer.global_rank)
+        desc = f"evaluate (iteration {iteration})"
         pl_module.eval()
         try:
-            result = collect(envs, policy, num_episodes=self.num_episodes, seed=self.seed,
-                             desc=f"evaluate (iteration {iteration})", progress=trainer.is_global_zero,
-                             record_first=record)
+            result = collect(envs, policy, num_episodes=episodes, seed=seed, desc=desc,
+                             progress=trainer.is_global_zero, record_first=record)
         except Exception as err:  # rendering unavailable: evaluate without video
             if not record:
                 raise
             log.warning("video disabled: rendering failed (%s); set MUJOCO_GL=egl for MuJoCo envs", err)
             envs[0] = dm.make_env()
-            result = collect(envs, policy, num_episodes=self.num_episodes, seed=self.seed,
-                             desc=f"evaluate (iteration {iteration})", progress=trainer.is_global_zero)
+            result = collect(envs, policy, num_episodes=episodes, seed=seed, desc=desc,
+                             progress=trainer.is_global_zero)
         finally:
             pl_module.train()
         for env in envs:
             env.close()
-        returns = torch.tensor(result.returns)
-        pl_module.log_dict({
-            "eval/return": returns.mean(), "eval/return_std": returns.std(unbiased=False),
-            "eval/return_min": returns.min(), "eval/return_max": returns.max(),
-            "eval/ep_len": torch.tensor(result.lengths, dtype=torch.float32).mean(),
-            "eval/env_steps": float(dm.buffer.total_added),
-            "eval/plan_seconds_per_action": policy.plan_seconds / max(policy.planned_actions, 1),
-            "eval/iteration": float(iteration),
-        })
-        if result.frames:
-            self._save_video(trainer, result.frames, iteration)
+        self.plan_seconds_per_action = policy.plan_seconds / max(policy.planned_actions, 1)
+        return result
 
     def _save_video(self, trainer: pl.Trainer, frames: list[np.ndarray], iteration: int) -> None:
         from PIL import Image

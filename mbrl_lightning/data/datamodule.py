@@ -131,7 +131,10 @@ class ReplayDataModule(pl.LightningDataModule):
                 "(e.g. mbrl_lightning.callbacks.CollectRandom) that fills it in on_fit_start"
             )
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        ds = EnsembleBatches(train, self.steps_per_epoch, self.batch_size, self.ensemble_size,
+        # Under DDP Lightning's DistributedSampler deals the batches out over the ranks: with world x steps
+        # batches every rank still takes ``steps_per_epoch`` gradient steps, each on a different minibatch.
+        world = self.trainer.world_size if self.trainer is not None else 1
+        ds = EnsembleBatches(train, self.steps_per_epoch * world, self.batch_size, self.ensemble_size,
                              seed=self.seed * 100_003 + epoch)
         return DataLoader(ds, batch_size=None)
 

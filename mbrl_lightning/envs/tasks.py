@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import gymnasium as gym
@@ -47,7 +46,7 @@ def register_task(
     _TASKS[env_id] = Task(
         reward=reward,
         terminated=never_terminates if terminated is None else terminated,
-        make_kwargs=MappingProxyType(dict(make_kwargs)),
+        make_kwargs=dict(make_kwargs),
     )
 
 

@@ -117,8 +117,16 @@ def _finals(series: list[Series], fmt: str = "{:.4g}") -> str:
 
 
 def _spreads(series: list[Series]) -> str:
-    kinds = sorted({s.spread for s in series if s.spread})
-    return (" Shaded: " + ", ".join(kinds) + ".") if kinds else ""
+    seeds = any(s.spread.startswith("min-max") for s in series)
+    episodes = any(s.spread.startswith("±") for s in series)
+    if seeds and episodes:
+        return (" Shaded: min-max over seeds for lines that average several seeds, ± std over evaluation "
+                "episodes for single runs.")
+    if seeds:
+        return " Lines: mean over seeds; shaded: min-max over seeds."
+    if episodes:
+        return " Shaded: ± std of the return over evaluation episodes."
+    return ""
 
 
 def _best(series: list[Series]) -> str:
@@ -162,8 +170,10 @@ class _Builder:
         for group in self.groups(runs):
             self.use(group)
             series.append(_loss_series(_group_label(group), group))
+        envs = sorted({str(r.get("data.init_args.env_id")) for r in runs if r.get("data.init_args.env_id")})
+        data = f"random-policy {', '.join(envs)} data" if envs else "random-policy data"
         caption = ("Problem 1: per-gradient-step training loss (MSE of normalised state deltas, mean over ensemble "
-                   f"members) of the dynamics model on random-policy cheetah data. Final loss: {_finals(series)}."
+                   f"members) of the dynamics model on {data}. Final loss: {_finals(series)}."
                    + _spreads(series))
         self.figures.append(FigureSpec("problem1_model_loss", "Problem 1: dynamics model training loss", caption,
                                        [Panel("halfcheetah_0_iter*", "gradient step", "train/loss (log scale)",

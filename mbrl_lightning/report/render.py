@@ -20,12 +20,14 @@ def draw(spec: FigureSpec, out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     n = len(spec.panels)
     width = max(6.5, 5.0 * n)
     caption = textwrap.fill(spec.caption, width=int(width * 16))
     lines = caption.count("\n") + 1
-    height = 4.2 + 0.17 * lines
+    caption_in = 0.14 * lines + 0.08  # inches under the axes for the caption
+    height = 4.2 + caption_in
     fig, axes = plt.subplots(1, n, figsize=(width, height), squeeze=False)
     for ax, panel in zip(axes[0], spec.panels, strict=True):
         for s in panel.series:
@@ -35,11 +37,13 @@ def draw(spec: FigureSpec, out: Path) -> list[Path]:
                 ax.fill_between(s.x, s.lo, s.hi, color=line.get_color(), alpha=0.2, lw=0)
         if panel.logy and all(np.all(s.y > 0) for s in panel.series):
             ax.set_yscale("log")
+        if "iteration" in panel.xlabel:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(spec.title)
-    bottom = (0.17 * lines + 0.25) / height
+    bottom = caption_in / height
     fig.text(0.01, 0.01, caption, fontsize=8, va="bottom", ha="left")
     fig.tight_layout(rect=(0, bottom, 1, 1))
     out.mkdir(parents=True, exist_ok=True)
