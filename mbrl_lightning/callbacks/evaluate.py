@@ -20,8 +20,9 @@ class Evaluate(pl.Callback):
     """Runs ``num_episodes`` MPC episodes (``num_envs`` at a time, planned in one batch) every
     ``every_n_iters`` iterations and at the last one; logs eval/return (mean, std, min, max), eval/ep_len,
     env steps so far and planning seconds per action. Episodes use the same start seeds every iteration, so
-    iterations are compared on equal terms; under DDP the episodes are split over the ranks. ``video=True`` saves the first episode as a GIF in the log folder
-    and a strip of its frames to TensorBoard (skipped with a warning if the env cannot render).
+    iterations are compared on equal terms; under DDP the episodes are split over the ranks. ``video=True``
+    saves the first episode as a GIF in the log folder and a strip of its frames to TensorBoard (skipped with
+    a warning if the env cannot render).
     """
 
     def __init__(self, num_episodes: int = 10, num_envs: int | None = None, every_n_iters: int = 1,
