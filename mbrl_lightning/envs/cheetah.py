@@ -7,6 +7,7 @@ front leg tucked) is a pure function of ``next_obs`` and can be evaluated on mod
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import gymnasium
@@ -17,6 +18,7 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from torch import Tensor
 
 XML_PATH = os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", "half_cheetah.xml")
+TOTAL_MASS = re.compile(r'\s*settotalmass="([0-9.eE+-]+)"')
 # Observation layout (21,): qpos (9) | qvel (9) | torso subtree centre of mass (3).
 ROOT_X_VEL = 9  # qvel[0]
 FTHIGH, FSHIN, FFOOT = 6, 7, 8  # qpos indices of the front-leg joints
@@ -48,6 +50,20 @@ class CheetahEnv(MujocoEnv):
         kwargs.setdefault("default_camera_config", camera)
         super().__init__(XML_PATH, frame_skip=1, observation_space=obs_space, **kwargs)
         self._torso = self.model.body("torso").id
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        """Compile the model with MuJoCo's own ``mj_setTotalmass`` instead of the deprecated ``settotalmass``
+        attribute, which makes MuJoCo >= 4 print a warning (and write MUJOCO_LOG.TXT) on every env made."""
+        with open(self.fullpath) as f:
+            xml = f.read()
+        total = TOTAL_MASS.search(xml)
+        model = mujoco.MjModel.from_xml_string(TOTAL_MASS.sub("", xml))
+        if total:
+            mujoco.mj_setTotalmass(model, float(total.group(1)))
+            mujoco.mj_setConst(model, mujoco.MjData(model))
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        return model, mujoco.MjData(model)
 
     def _step_mujoco_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
         self.data.ctrl[:] = ctrl
