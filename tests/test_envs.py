@@ -77,8 +77,8 @@ def toward(target: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 
 def waypoint_policy() -> Policy:
-    """Drive the point mass around the obstacles: over the block, down the east corridor, to the goal."""
-    waypoints = [np.array([0.6, 0.6]), np.array([0.6, -0.45]), obs_mod.GOAL]
+    """Drive the point mass around the two blocks on the diagonal (north-east of each), then to the goal."""
+    waypoints = [np.array([0.35, 0.3]), np.array([0.65, -0.35]), obs_mod.GOAL]
     state = {"i": 0}
 
     def policy(o: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -121,10 +121,10 @@ def test_obstacles_move_into_obstacle_or_wall_is_rejected():
     env = envs.make("mbrl/Obstacles-v0")
     env.reset(seed=0)
     base = env.unwrapped
-    base.pos = np.array([0.0, 0.4])  # just above the central block (top edge y = 0.35)
+    base.pos = np.array([0.0, 0.25])  # just above the first block (top edge y = 0.2)
     o, r, *_, info = env.step(np.array([0.0, -1.0], dtype=np.float32))
-    assert info["blocked"] and np.allclose(o[:2], [0.0, 0.4])
-    assert r == pytest.approx(-np.linalg.norm(np.array([0.0, 0.4]) - obs_mod.GOAL), abs=1e-6)
+    assert info["blocked"] and np.allclose(o[:2], [0.0, 0.25])
+    assert r == pytest.approx(-np.linalg.norm(np.array([0.0, 0.25]) - obs_mod.GOAL), abs=1e-6)
     base.pos = np.array([0.95, -0.9])
     o, *_, info = env.step(np.array([1.0, 0.0], dtype=np.float32))  # x would be 1.05: outside the square
     assert info["blocked"] and np.allclose(o[:2], [0.95, -0.9])

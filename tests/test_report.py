@@ -38,16 +38,17 @@ def tiny_config(save_dir, name, seed=0, ensemble_size=2, horizon=3, mpc=True, ce
                     "callbacks": callbacks},
         "model": model,
         "data": {"class_path": "mbrl_lightning.data.ReplayDataModule",
-                 "init_args": {"env_id": "mbrl/Obstacles-v0", "batch_size": 32, "steps_per_epoch": 8}},
+                 "init_args": {"env_id": "mbrl/Obstacles-v0", "env_kwargs": {"max_episode_steps": 40},
+                               "batch_size": 32, "steps_per_epoch": 8}},
     }
 
 
-def fit(tmp, config):
+def fit(tmp, config, *args):
     """Run ``fit`` in-process; return what ProgressReport captured from ``trainer.callback_metrics``."""
     path = tmp / f"{config['trainer']['logger']['init_args']['name']}.yaml"
     path.write_text(yaml.safe_dump(config))
     with mock.patch.object(sys, "argv", ["mbrl_lightning"]):  # pytest's own arguments are not for the CLI
-        cli = lightning_main(["fit", "--config", str(path)])
+        cli = lightning_main(["fit", "--config", str(path), *args])
     capture = next(c for c in cli.trainer.callbacks if isinstance(c, ProgressReport))
     return {"returns": [r for _, r in capture.returns], "losses": list(capture.losses),
             "return_std": float(cli.trainer.callback_metrics.get("eval/return_std", float("nan")))}
@@ -138,7 +139,8 @@ def test_files_are_written(logged, tmp_path):
     text = md.read_text()
     for spec in data.figures:
         assert f"({spec.key}.png)" in text and spec.caption in text
-    for name in ("reacher_ablation/version_0", "reacher_ablation__ensemble_size=1/version_0", "my_experiment/version_0"):
+    for name in ("reacher_ablation/version_0", "reacher_ablation__ensemble_size=1/version_0",
+                 "my_experiment/version_0"):
         assert f"| {name} |" in text
     assert "## Skipped" in text and "## Final evaluation returns" in text
 
@@ -173,3 +175,20 @@ def test_problem3_and_problem5_read_names_and_planner_config(logged):
     np.testing.assert_allclose(cem.y, captured["halfcheetah_cem"]["returns"], rtol=1e-6)
     assert baseline.label.startswith("random shooting") and list(baseline.x) == [1.0]  # cut to CEM's iterations
     np.testing.assert_allclose(baseline.y, captured["halfcheetah_multi_iter"]["returns"][:1], rtol=1e-6)
+
+
+def test_resumed_run_is_merged_with_the_run_it_continues(tmp_path):
+    logs = tmp_path / "runs"
+    config = tiny_config(logs, "obstacles_multi_iter", epochs=1)
+    config["trainer"]["enable_checkpointing"] = True
+    first = fit(tmp_path, config)
+    (ckpt,) = (logs / "obstacles_multi_iter" / "version_0" / "checkpoints").glob("*.ckpt")
+    config["trainer"]["max_epochs"] = 2
+    resumed = fit(tmp_path, config, "--ckpt_path", str(ckpt))  # logs to version_1
+    assert (logs / "obstacles_multi_iter" / "version_1").is_dir()
+    data = build_report(load_runs(logs))
+    (panel,) = figure(data, "problem3_multi_iter").panels
+    (series,) = panel.series
+    assert series.label == "obstacles_multi_iter/version_0+1"
+    np.testing.assert_allclose(series.x, [1, 2])
+    np.testing.assert_allclose(series.y, first["returns"] + resumed["returns"][-1:], rtol=1e-6)

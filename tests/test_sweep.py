@@ -28,7 +28,8 @@ def tiny_yaml(tmp_path):
                                 "planner": {"class_path": "mbrl_lightning.planning.RandomShooting",
                                             "init_args": {"horizon": 3, "num_sequences": 16}}}},
         "data": {"class_path": "mbrl_lightning.data.ReplayDataModule",
-                 "init_args": {"env_id": "mbrl/Obstacles-v0", "batch_size": 32, "steps_per_epoch": 5}},
+                 "init_args": {"env_id": "mbrl/Obstacles-v0", "env_kwargs": {"max_episode_steps": 40},
+                               "batch_size": 32, "steps_per_epoch": 5}},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -11,6 +11,7 @@ no rollouts, an empty model buffer.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import torch
@@ -93,6 +94,7 @@ class MBPO(SAC):
         self.task: Task | None = None
         self.real_buffer: ReplayBuffer | None = None
         self.model_trained_steps = 0  # dynamics gradient steps taken so far (0 for the whole run when L = 0)
+        self.rollout_seconds = 0.0  # wall time of this iteration's rollouts so far
 
     # ----------------------------------------------------------------- wiring
     def attach(self, task: Task, real_buffer: ReplayBuffer, action_low: Tensor | None = None,
@@ -179,6 +181,7 @@ class MBPO(SAC):
     def generate_rollouts(self, num_starts: int) -> int:
         """Roll out from ``num_starts`` states drawn from the real buffer into the model buffer; rows added."""
         assert self.real_buffer is not None, "call attach() (or run under a Trainer) first"
+        start = time.perf_counter()
         starts = self.real_buffer.sample(num_starts, self.generator)["obs"]
         was_training = self.training
         self.eval()
@@ -186,6 +189,7 @@ class MBPO(SAC):
         self.train(was_training)
         if transitions["obs"].shape[0] > 0:
             self.model_buffer.add(transitions)
+        self.rollout_seconds += time.perf_counter() - start
         return int(transitions["obs"].shape[0])
 
     def mix(self, real: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -215,18 +219,25 @@ class MBPO(SAC):
     def on_train_epoch_start(self) -> None:
         if self.rollout_length == 0 or self.hparams.model_train_steps == 0:
             return
+        start = time.perf_counter()
         losses = self.train_model(self.hparams.model_train_steps)
         self.log_dict({"model/loss": losses[-min(100, len(losses)):].mean(), "model/loss_first": losses[0],
-                       "model/train_steps": float(self.model_trained_steps)}, on_step=False, on_epoch=True)
+                       "model/train_steps": float(self.model_trained_steps),
+                       "model/train_seconds": time.perf_counter() - start}, on_step=False, on_epoch=True)
+        self.rollout_seconds = 0.0
 
     def prepare_batch(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         if self.rollout_length == 0:
             return batch
         if batch_idx % self.rollout_every == 0:
             added = self.generate_rollouts(self.rollout_batch_size)
-            log_scalars(self.trainer, {"mbpo/rollout_transitions": float(added),
-                                       "mbpo/model_buffer_size": float(len(self.model_buffer))}, step=self.num_updates)
+            log_scalars(self.trainer, {"mbpo/rollout_transitions": float(added)}, step=self.num_updates)
         return self.mix(batch)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.rollout_length > 0 and batch_idx + 1 == self.trainer.num_training_batches:
+            self.log_dict({"mbpo/rollout_seconds": self.rollout_seconds,
+                           "mbpo/model_buffer_size": float(len(self.model_buffer))}, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         opts = super().configure_optimizers()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+import warnings
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -20,6 +22,9 @@ from torch import Tensor, nn
 
 from mbrl_lightning.callbacks.collect import log_scalars
 from mbrl_lightning.models.ensemble import ACTIVATIONS, EnsembleMLP
+
+# ReplayDataModule offers a (possibly empty) validation loader; SAC has nothing to validate on purpose
+warnings.filterwarnings("ignore", message=r"You passed in a `val_dataloader` but have no `validation_step`")
 
 Backup = Literal["min", "mean", "doubleq"]
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -113,6 +118,7 @@ class SAC(pl.LightningModule):
         self._metric_keys: list[str] = []
         self._window = self._epoch = torch.zeros(0)
         self._window_n = self._epoch_n = 0
+        self._updates_start = 0.0
 
     # ----------------------------------------------------------------- policy and critics
     @property
@@ -254,9 +260,13 @@ class SAC(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         if batch["obs"].dim() == 3:  # ReplayDataModule yields (E=1, B, ...) for a module without an ensemble
             batch = {k: v[0] for k, v in batch.items()}
+        if batch_idx == 0:
+            self._updates_start = time.perf_counter()
         metrics = self.update(self.prepare_batch(batch, batch_idx))
         self.num_updates += 1
         self._accumulate(metrics)
+        if batch_idx + 1 == self.trainer.num_training_batches:  # wall time of this iteration's updates
+            self.log("sac/seconds", time.perf_counter() - self._updates_start, on_step=False, on_epoch=True)
 
     def _accumulate(self, metrics: dict[str, Tensor]) -> None:
         """Sum the update's metrics; every ``log_every_n_steps`` updates write their mean to the loggers.

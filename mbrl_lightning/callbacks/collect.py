@@ -7,7 +7,7 @@ import time
 import pytorch_lightning as pl
 import torch
 
-from mbrl_lightning.data.collect import RandomPolicy, collect
+from mbrl_lightning.data.collect import RandomPolicy, collect, resolve_seed
 from mbrl_lightning.distributed import gather_rows, rank_share
 
 
@@ -33,7 +33,7 @@ class CollectRandom(pl.Callback):
     receives all of it.
     """
 
-    def __init__(self, num_steps: int = 5000, num_envs: int = 1, seed: int = 0) -> None:
+    def __init__(self, num_steps: int = 5000, num_envs: int = 1, seed: int | None = None) -> None:
         if num_steps <= 0:
             raise ValueError(f"num_steps must be positive, got {num_steps}")
         self.num_steps, self.num_envs, self.seed = num_steps, num_envs, seed
@@ -42,7 +42,7 @@ class CollectRandom(pl.Callback):
         dm = _datamodule(trainer)
         if len(dm.buffer) > 0:
             return
-        seed = self.seed + 7919 * trainer.global_rank
+        seed = resolve_seed(self.seed) + 7919 * trainer.global_rank
         steps, _ = rank_share(self.num_steps, trainer)
         envs = [dm.make_env() for _ in range(self.num_envs)]
         start = time.perf_counter()
@@ -76,7 +76,7 @@ class CollectOnPolicy(pl.Callback):
     the steps are split over the ranks (each with its own seed) and all-gathered into every rank's buffer.
     """
 
-    def __init__(self, num_steps: int = 1000, num_envs: int = 1, seed: int = 1) -> None:
+    def __init__(self, num_steps: int = 1000, num_envs: int = 1, seed: int | None = None) -> None:
         if num_steps <= 0 or num_envs <= 0:
             raise ValueError("num_steps and num_envs must be positive")
         self.num_steps, self.num_envs, self.seed = num_steps, num_envs, seed
@@ -85,7 +85,8 @@ class CollectOnPolicy(pl.Callback):
         if trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.sanity_checking:
             return
         dm = _datamodule(trainer)
-        seed = self.seed * 1_000_003 + 10_007 * (trainer.current_epoch + 1) + 7919 * trainer.global_rank
+        iteration = trainer.current_epoch + 1
+        seed = (resolve_seed(self.seed) + 1) * 1_000_003 + 10_007 * iteration + 7919 * trainer.global_rank
         steps, _ = rank_share(self.num_steps, trainer)
         envs = [dm.make_env() for _ in range(self.num_envs)]
         policy = mpc_policy(trainer, pl_module, self.num_envs, seed)

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from mbrl_lightning.callbacks.collect import _datamodule, mpc_policy
-from mbrl_lightning.data.collect import Rollouts, collect
+from mbrl_lightning.data.collect import Rollouts, collect, resolve_seed
 from mbrl_lightning.distributed import gather_rows, rank_share
 
 log = logging.getLogger(__name__)
@@ -20,9 +20,9 @@ class Evaluate(pl.Callback):
     """Runs ``num_episodes`` MPC episodes (``num_envs`` at a time, planned in one batch) every
     ``every_n_iters`` iterations and at the last one; logs eval/return (mean, std, min, max), eval/ep_len,
     env steps so far and planning seconds per action. Episodes use the same start seeds every iteration, so
-    iterations are compared on equal terms; under DDP the episodes are split over the ranks. ``video=True``
-    saves the first episode as a GIF in the log folder and a strip of its frames to TensorBoard (skipped with
-    a warning if the env cannot render).
+    iterations (and runs with other ``seed_everything``) are compared on equal terms; under DDP the episodes
+    are split over the ranks. ``video=True`` saves the first episode as a GIF in the log folder and a strip of
+    its frames to TensorBoard (skipped with a warning if the env cannot render; about 0.3 s a frame on a CPU).
     """
 
     def __init__(self, num_episodes: int = 10, num_envs: int | None = None, every_n_iters: int = 1,
@@ -63,7 +63,7 @@ class Evaluate(pl.Callback):
         num_envs = min(self.num_envs, episodes)
         envs = [dm.make_env(render_mode="rgb_array") if (record and i == 0) else dm.make_env()
                 for i in range(num_envs)]
-        policy = mpc_policy(trainer, pl_module, num_envs, seed=seed + 7919 * trainer.global_rank)
+        policy = mpc_policy(trainer, pl_module, num_envs, seed=seed + 7919 * resolve_seed(None))
         desc = f"evaluate (iteration {iteration})"
         pl_module.eval()
         try:

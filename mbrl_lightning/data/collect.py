@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -11,6 +12,11 @@ import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+
+
+def resolve_seed(seed: int | None) -> int:
+    """An explicit seed, else the run's ``seed_everything`` value (so ``--seed_everything`` varies everything)."""
+    return int(seed) if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 class Policy(Protocol):

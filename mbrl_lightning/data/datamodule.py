@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mbrl_lightning import envs
 from mbrl_lightning.data.buffer import FIELDS, ReplayBuffer
+from mbrl_lightning.data.collect import resolve_seed
 
 # no held-out split means an empty validation loader on purpose; Lightning warns about it every epoch
 warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
@@ -74,12 +75,13 @@ class ReplayDataModule(pl.LightningDataModule):
         batch_size: transitions per ensemble member per gradient step.
         steps_per_epoch: gradient steps per MBRL iteration.
         val_fraction: share of transitions held out for the validation loss (0 disables validation).
-        seed: seed of the minibatch sampling stream (combined with the epoch, so resumed runs repeat it).
+        seed: seed of the minibatch sampling stream (combined with the epoch, so resumed runs repeat it);
+            ``None`` takes the run's ``seed_everything``.
     """
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None, capacity: int = 1_000_000,
                  batch_size: int = 512, steps_per_epoch: int = 1000,
-                 val_fraction: float = 0.0, seed: int = 0) -> None:
+                 val_fraction: float = 0.0, seed: int | None = None) -> None:
         super().__init__()
         if batch_size <= 0 or steps_per_epoch <= 0:
             raise ValueError("batch_size and steps_per_epoch must be positive")
@@ -135,7 +137,7 @@ class ReplayDataModule(pl.LightningDataModule):
         # batches every rank still takes ``steps_per_epoch`` gradient steps, each on a different minibatch.
         world = self.trainer.world_size if self.trainer is not None else 1
         ds = EnsembleBatches(train, self.steps_per_epoch * world, self.batch_size, self.ensemble_size,
-                             seed=self.seed * 100_003 + epoch)
+                             seed=resolve_seed(self.seed) * 100_003 + epoch)
         return DataLoader(ds, batch_size=None)
 
     def val_dataloader(self) -> DataLoader | list:

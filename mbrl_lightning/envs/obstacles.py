@@ -18,17 +18,15 @@ START = np.array([-0.5, 0.75])
 GOAL = np.array([0.7, -0.8])
 GOAL_RADIUS = 0.1
 STEP_SCALE = 0.1  # a move is action / 10, so at most 0.1 per coordinate per step
-# Axis-aligned obstacles as (x_min, y_min, x_max, y_max). The central block cuts the start-goal diagonal and
-# the bar to its left closes the western detour, so the only way is east over the block, then down the right
-# side through the 0.3-wide gap between the block and the east-wall notch; a fourth block guards the goal's
-# south-west.
+# Axis-aligned obstacles as (x_min, y_min, x_max, y_max). Two blocks sit on the start-goal diagonal, so heading
+# straight for the goal gets stuck on the first; each is small enough that a detour shows up within a 10-step
+# planning horizon (about 1 unit), which is what the brief's MPC can see. A third block sits off the path.
 # Every obstacle is >= 0.2 thick, so a single step (<= 0.1 per axis) can never jump through one.
 OBSTACLES = np.array(
     [
-        [-0.35, -0.35, 0.45, 0.35],  # central block
-        [-1.00, -0.15, -0.35, 0.05],  # west bar, attached to the central block
-        [0.75, 0.20, 1.00, 0.50],  # notch on the east wall
-        [0.20, -1.00, 0.50, -0.55],  # block south-west of the goal
+        [-0.15, -0.20, 0.25, 0.20],  # on the diagonal, near its middle
+        [0.30, -0.65, 0.55, -0.40],  # on the diagonal, before the goal
+        [-0.75, -0.60, -0.45, -0.30],  # off the path
     ]
 )
 

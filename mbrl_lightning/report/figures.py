@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mbrl_lightning.report.runs import Run, config_diff, flatten, get_dotted, group_seeds
+from mbrl_lightning.report.runs import Run, config_diff, flatten, get_dotted, group_seeds, merge_resumptions
 
 PLANNER = "model.init_args.planner"
 # Problem 4's ablated parameters: (short name, config key, axis words)
@@ -149,8 +149,8 @@ class _Builder:
         return [r for r in self.runs if r.name.startswith(prefix) and r.has(tag)]
 
     def groups(self, runs: list[Run]) -> list[list[Run]]:
-        groups, superseded = group_seeds(runs)
-        for old, new in superseded:
+        groups, dropped = group_seeds(runs)
+        for old, new in dropped:
             note = f"{old.label} is left out: {new.label} re-ran the same config and seed."
             if note not in self.notes:
                 self.notes.append(note)
@@ -158,7 +158,7 @@ class _Builder:
         return groups
 
     def use(self, group: list[Run]) -> None:
-        self.used.update(str(r.path) for r in group)
+        self.used.update(str(p) for r in group for p in (r.merged_paths or [r.path]))
 
     # -- Problem 1 ---------------------------------------------------------------------------------------
     def problem1(self) -> None:
@@ -338,7 +338,8 @@ class _Builder:
                 self.skipped.append(f"{label}: logged neither eval/return nor train/loss; no figure.")
                 continue
             self.use(group)
-            caption = (f"Run {label} ({', '.join(s.runs[0] for s in series)}): {what} (not one of the brief's "
+            folders = f" ({', '.join(series[0].runs)})" if len(group) > 1 else ""
+            caption = (f"Run {label}{folders}: {what} (not one of the brief's "
                        f"named experiments). Final value: {_finals(series)}." + _spreads(series))
             self.figures.append(FigureSpec(stem, f"{label}: {what}", caption, [panel], "Other runs"))
 
@@ -369,7 +370,9 @@ def _rollout_length(run: Run) -> Any:
 
 def build_report(runs: list[Run]) -> ReportData:
     """Every figure the runs allow, in the brief's order, then one figure per remaining run group."""
+    runs, merged = merge_resumptions(runs)
     b = _Builder(runs)
+    b.notes += [f"{old.label} and its resumption from a checkpoint are one run: {new.label}." for old, new in merged]
     b.problem1()
     b.problem2()
     b.problem3()

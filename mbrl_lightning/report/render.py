@@ -73,7 +73,7 @@ def final_row(run: Run) -> tuple[str, str, str, str]:
 def write_markdown(data: ReportData, figure_files: dict[str, list[Path]], out: Path, logdir: Path) -> Path:
     """``report.md``: each figure with its caption, skipped problems, notes, the table of final returns."""
     lines = ["# Model-based RL report", "",
-             f"Runs under `{logdir}` ({len(data.runs)} run folders), "
+             f"Runs under `{logdir}` ({len(data.runs)} run{'s' if len(data.runs) != 1 else ''}), "
              f"generated {_dt.datetime.now().isoformat(timespec='seconds')} by `python -m mbrl_lightning report`.", ""]
     if data.results:
         lines += ["## Problem 2", "", "MPC after one iteration on the obstacles environment:", ""]

@@ -31,10 +31,14 @@ class Run:
     version: int | None
     config: dict[str, Any] | None
     scalars: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    merged_versions: list[int | None] | None = None  # set when a resumed run was merged into this one
+    merged_paths: list[Path] | None = None
 
     @property
     def label(self) -> str:
         """``name/version_N`` (or just the name when the folder is not a ``version_N`` one)."""
+        if self.merged_versions:
+            return f"{self.name}/version_" + "+".join(str(v) for v in self.merged_versions)
         return self.name if self.version is None else f"{self.name}/version_{self.version}"
 
     @property
@@ -201,14 +205,62 @@ def _recency(run: Run) -> tuple[int, int]:
     return (-1 if run.version is None else run.version, len(run.series("eval/return")[0]))
 
 
+def merge_resumed(first: Run, resumed: Run) -> Run:
+    """One run from a run and its resumption (``--ckpt_path``) logged to a new version: the scalars of both,
+    the resumed run's value where both logged the same step."""
+    scalars = dict(first.scalars)
+    for tag, (steps, values) in resumed.scalars.items():
+        if tag in scalars:
+            by_step = dict(zip(*(a.tolist() for a in scalars[tag]), strict=True))
+            by_step.update(zip(steps.tolist(), values.tolist(), strict=True))
+            order = sorted(by_step)
+            scalars[tag] = (np.array(order, dtype=np.int64), np.array([by_step[k] for k in order], dtype=float))
+        else:
+            scalars[tag] = (steps, values)
+    versions = [*(first.merged_versions or [first.version]), resumed.version]
+    return Run(resumed.path, resumed.name, resumed.version, resumed.config, scalars,
+               merged_versions=versions, merged_paths=[*(first.merged_paths or [first.path]), resumed.path])
+
+
+def _resumed_from(run: Run, runs: list[Run]) -> Run | None:
+    """The run whose checkpoint ``run`` was resumed from (``ckpt_path`` inside ``<name>/version_N/``), if loaded."""
+    ckpt = run.get("ckpt_path")
+    if not ckpt:
+        return None
+    parts = Path(str(ckpt)).parts
+    for other in runs:
+        if other is run or other.version is None:
+            continue
+        tail = (other.name, f"version_{other.version}")
+        if any(parts[i:i + 2] == tail for i in range(len(parts) - 1)):
+            return other
+    return None
+
+
+def merge_resumptions(runs: list[Run]) -> tuple[list[Run], list[tuple[Run, Run]]]:
+    """Runs with every resumption (a run whose ``ckpt_path`` lies in another loaded run's folder) merged into
+    the run it continues. Returns the runs and the ``(original, merged)`` pairs."""
+    by_path = {r.path: r for r in runs}
+    merged: list[tuple[Run, Run]] = []
+    for run in sorted(runs, key=_recency):
+        source = _resumed_from(run, list(by_path.values()))
+        if source is None or run.path not in by_path:
+            continue
+        combined = merge_resumed(source, run)
+        del by_path[source.path]
+        by_path[run.path] = combined
+        merged.append((source, combined))
+    return [r for r in by_path.values()], merged
+
+
 def group_seeds(runs: list[Run]) -> tuple[list[list[Run]], list[tuple[Run, Run]]]:
     """Runs split into groups that share everything but the seed, in the order of their first run.
 
-    Two runs of one group with the same seed are a re-run: only the later version (the more eval points on a
-    tie) is kept. Returns the groups and the ``(superseded, kept)`` pairs.
+    Two runs of one group with the same seed are a re-run: only the later version (the one with more eval
+    points on a tie) is kept. Returns the groups and the ``(left out, kept)`` pairs.
     """
     groups: dict[str, dict[Any, Run]] = {}
-    superseded: list[tuple[Run, Run]] = []
+    dropped: list[tuple[Run, Run]] = []
     for run in runs:
         by_seed = groups.setdefault(experiment_key(run), {})
         seed = json.dumps(seed_of(run), default=str)
@@ -216,7 +268,7 @@ def group_seeds(runs: list[Run]) -> tuple[list[list[Run]], list[tuple[Run, Run]]
         if old is None:
             by_seed[seed] = run
             continue
-        keep, drop = (run, old) if _recency(run) >= _recency(old) else (old, run)
-        by_seed[seed] = keep
-        superseded.append((drop, keep))
-    return [list(g.values()) for g in groups.values()], superseded
+        later, earlier = (run, old) if _recency(run) >= _recency(old) else (old, run)
+        by_seed[seed] = later
+        dropped.append((earlier, later))
+    return [list(g.values()) for g in groups.values()], dropped
