@@ -31,6 +31,7 @@ def lightning_main(args: list[str] | None = None) -> MBRLCLI:
 
 def main(argv: list[str] | None = None) -> None:
     """Dispatch: ``theory``, ``report``, ``sweep`` are our own commands; everything else goes to LightningCLI."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "theory":
         from mbrl_lightning.theory.cli import main as theory_main
@@ -44,4 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         from mbrl_lightning.sweep import main as sweep_main
 
         sys.exit(sweep_main(argv[1:]))
-    lightning_main(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("mbrl-lightning commands: fit | validate (LightningCLI, below), sweep, report, theory\n"
+              "  python -m mbrl_lightning {sweep,report,theory} --help\n")
+    lightning_main(None if from_command_line else argv)

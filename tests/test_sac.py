@@ -173,3 +173,7 @@ def test_bad_settings_are_named():
         SAC(3, 1, num_critics=1, backup="min")
     with pytest.raises(ValueError, match="temperature"):
         SAC(3, 1, temperature=0.0)
+    with pytest.raises(ValueError, match="finite action bounds"):
+        SAC(3, 1).set_action_bounds(torch.tensor([-float("inf")]), torch.tensor([1.0]))
+    with pytest.raises(FloatingPointError, match="sac/critic_loss"):
+        SAC(3, 1)._check_finite({"sac/critic_loss": float("nan"), "sac/actor_loss": 0.0})

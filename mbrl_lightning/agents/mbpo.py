@@ -20,6 +20,7 @@ from torch import Tensor
 from mbrl_lightning.agents.sac import SAC, Backup
 from mbrl_lightning.callbacks.collect import log_scalars
 from mbrl_lightning.data.buffer import FIELDS, ReplayBuffer
+from mbrl_lightning.data.collect import resolve_seed
 from mbrl_lightning.envs import Task
 from mbrl_lightning.models.dynamics import DynamicsEnsemble
 
@@ -49,7 +50,8 @@ class MBPO(SAC):
         model_ensemble_size, model_hidden_size, model_num_layers, model_activation, model_lr,
         model_weight_decay, model_loss: the ``DynamicsEnsemble`` (named ``model_*`` here, see ``ensemble_size``
             in ``ReplayDataModule``: SAC batches must stay (1, B)).
-        seed: seed of the rollout-start and member-choice stream (checkpointed).
+        seed: seed of the rollout-start, member-choice and batch-mixing stream (checkpointed); ``None`` takes the
+            run's ``seed_everything``.
         (the other arguments are SAC's)
     """
 
@@ -59,7 +61,7 @@ class MBPO(SAC):
                  model_train_steps: int = 1500, model_batch_size: int = 512, model_ensemble_size: int = 3,
                  model_hidden_size: int = 250, model_num_layers: int = 2, model_activation: str = "relu",
                  model_lr: float = 1e-3, model_weight_decay: float = 0.0, model_loss: Literal["mse", "nll"] = "mse",
-                 seed: int = 0,
+                 seed: int | None = None,
                  hidden_size: int = 256, num_layers: int = 2, activation: str = "relu", num_critics: int = 2,
                  backup: Backup = "min", discount: float = 0.99, tau: float = 0.005, temperature: float = 0.05,
                  learn_temperature: bool = False, target_entropy: float | None = None, backup_entropy: bool = True,
@@ -90,7 +92,7 @@ class MBPO(SAC):
         # hidden_size among them); the submodule reads its own hparams (``loss``), so set them exactly.
         self.dynamics.save_hyperparameters(dynamics_args)
         self.model_buffer = ReplayBuffer(model_buffer_capacity, obs_dim, act_dim)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(resolve_seed(seed))
         self.task: Task | None = None
         self.real_buffer: ReplayBuffer | None = None
         self.model_trained_steps = 0  # dynamics gradient steps taken so far (0 for the whole run when L = 0)
@@ -217,14 +219,14 @@ class MBPO(SAC):
 
     # ----------------------------------------------------------------- Lightning hooks
     def on_train_epoch_start(self) -> None:
+        self.rollout_seconds = 0.0
         if self.rollout_length == 0 or self.hparams.model_train_steps == 0:
-            return
+            return  # L = 0: model-free SAC, the model is never trained
         start = time.perf_counter()
         losses = self.train_model(self.hparams.model_train_steps)
         self.log_dict({"model/loss": losses[-min(100, len(losses)):].mean(), "model/loss_first": losses[0],
                        "model/train_steps": float(self.model_trained_steps),
                        "model/train_seconds": time.perf_counter() - start}, on_step=False, on_epoch=True)
-        self.rollout_seconds = 0.0
 
     def prepare_batch(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         if self.rollout_length == 0:

@@ -237,11 +237,6 @@ class SAC(pl.LightningModule):
         with torch.no_grad():
             target_params = list(self.critics_target.parameters())
             torch._foreach_lerp_(target_params, list(self.critics.parameters()), self.tau)
-        if not torch.isfinite(critic_loss) or not torch.isfinite(actor_loss):
-            raise FloatingPointError(
-                f"SAC loss is not finite at step {self.global_step} (critic {critic_loss.item()}, actor "
-                f"{actor_loss.item()}): lower the learning rates or check rewards/observations for huge values"
-            )
         return metrics
 
     # ----------------------------------------------------------------- Lightning hooks
@@ -282,13 +277,23 @@ class SAC(pl.LightningModule):
         self._window_n, self._epoch_n = self._window_n + 1, self._epoch_n + 1
         every = max(int(self.trainer.log_every_n_steps), 1) if self._trainer is not None else 0
         if every and self._window_n >= every:
-            means = (self._window / self._window_n).tolist()
-            log_scalars(self.trainer, dict(zip(self._metric_keys, means, strict=True)), step=self.num_updates)
+            means = dict(zip(self._metric_keys, (self._window / self._window_n).tolist(), strict=True))
+            self._check_finite(means)
+            log_scalars(self.trainer, means, step=self.num_updates)
             self._window, self._window_n = self._window * 0, 0
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        """Stop with the names of the diverged quantities (checked where metrics are synced anyway, not per update)."""
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        if bad:
+            raise FloatingPointError(f"SAC diverged by update {self.num_updates}: {bad} are not finite; lower the "
+                                     "learning rates or check rewards/observations for huge values")
 
     def on_train_epoch_end(self) -> None:
         if self._epoch_n > 0:
-            self.log_dict({k: v for k, v in zip(self._metric_keys, self._epoch / self._epoch_n, strict=True)})
+            means = dict(zip(self._metric_keys, self._epoch / self._epoch_n, strict=True))
+            self._check_finite({k: float(v) for k, v in means.items()})
+            self.log_dict(means)
             self._epoch, self._epoch_n = self._epoch * 0, 0
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
