@@ -191,7 +191,8 @@ def test_tiny_config_runs_end_to_end(tmp_path):
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"eval/return", "eval/return_std", "eval/ep_len", "data/env_steps", "sac/critic_loss", "sac/actor_loss",
-            "sac/q_mean", "sac/entropy", "sac/temperature", "model/loss", "mbpo/model_buffer_size"} <= tags
+            "sac/q_mean", "sac/entropy", "sac/temperature", "sac/critic_loss_epoch", "model/loss",
+            "mbpo/model_buffer_size"} <= tags
     assert len(events.Scalars("eval/return")) == 2
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # plain tensors only
     assert ckpt["ReplayDataModule"]["buffer"]["size"] == 300 + 100

@@ -267,7 +267,8 @@ class SAC(pl.LightningModule):
         """Sum the update's metrics; every ``log_every_n_steps`` updates write their mean to the loggers.
 
         ``self.log`` on every update costs about as much as a small SAC update itself, so per-update metrics
-        go straight to the loggers (x axis: SAC updates) and ``self.log`` gets the epoch means only.
+        go straight to the loggers (x axis: SAC updates) and ``self.log`` gets the epoch means only (``*_epoch``,
+        in ``trainer.callback_metrics`` for callbacks such as ModelCheckpoint).
         """
         values = torch.stack(list(metrics.values()))
         if self._metric_keys != list(metrics):
@@ -293,7 +294,7 @@ class SAC(pl.LightningModule):
         if self._epoch_n > 0:
             means = dict(zip(self._metric_keys, self._epoch / self._epoch_n, strict=True))
             self._check_finite({k: float(v) for k, v in means.items()})
-            self.log_dict(means)
+            self.log_dict({f"{k}_epoch": v for k, v in means.items()})  # e.g. sac/critic_loss_epoch
             self._epoch, self._epoch_n = self._epoch * 0, 0
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

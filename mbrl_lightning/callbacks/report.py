@@ -88,7 +88,7 @@ class ProgressReport(pl.Callback):
         if self.returns:
             fig, ax = plt.subplots(figsize=(6, 4))
             ax.plot(*zip(*self.returns, strict=True), marker="o")
-            ax.set(xlabel="iteration", ylabel="eval return", title="MPC evaluation return")
+            ax.set(xlabel="iteration", ylabel="eval return", title="Evaluation return")
             ax.grid(alpha=0.3)
             fig.tight_layout()
             fig.savefig(os.path.join(folder, "eval_return.png"), dpi=120)
