@@ -12,7 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mbrl_lightning.agents import MBPO, SAC
-from mbrl_lightning.callbacks import CollectAgent, CollectRandom, EvaluateAgent
+from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom, Evaluate
 from mbrl_lightning.cli import MBRLCLI
 from mbrl_lightning.data import ReplayBuffer, ReplayDataModule
 from mbrl_lightning.envs import Task
@@ -67,7 +67,7 @@ def test_rollouts_add_starts_times_length_and_never_step_the_real_env(tmp_path):
                             steps_per_epoch=12)
     pl.seed_everything(0)
     mbpo = small_mbpo(dm)
-    trainer = trainer_for(tmp_path, 2, [CollectRandom(200), EvaluateAgent(num_episodes=2), CollectAgent(100)])
+    trainer = trainer_for(tmp_path, 2, [CollectRandom(200), Evaluate(num_episodes=2), CollectOnPolicy(100)])
     trainer.fit(mbpo, datamodule=dm)
 
     # rounds at updates 0, 5, 10 of each of 2 epochs, 8 starts each, 3 model steps each
@@ -148,7 +148,7 @@ def test_zero_rollout_length_is_plain_sac(tmp_path):
         agent = make(dm)  # SAC's parts come first, so they start equal; MBPO then builds an unused model
         before = {k: v.clone() for k, v in agent.state_dict().items()}
         pl.seed_everything(0)
-        trainer = trainer_for(tmp_path, 2, [CollectRandom(120), EvaluateAgent(num_episodes=1), CollectAgent(40)])
+        trainer = trainer_for(tmp_path, 2, [CollectRandom(120), Evaluate(num_episodes=1), CollectOnPolicy(40)])
         trainer.fit(agent, datamodule=dm)
         return agent, before, trainer
 

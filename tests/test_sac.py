@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from mbrl_lightning.agents import SAC
-from mbrl_lightning.callbacks import CollectAgent, CollectRandom, EvaluateAgent
+from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom, Evaluate
 from mbrl_lightning.data import RandomPolicy, ReplayDataModule, collect
 from mbrl_lightning.envs import get_task, register_task
 
@@ -117,8 +117,8 @@ def test_sac_learns_inverted_pendulum_beyond_any_random_return(tmp_path):
     pl.seed_everything(0)
     sac = SAC(dm.obs_dim, dm.act_dim, hidden_size=64, temperature=0.1, learn_temperature=True,
               actor_lr=1e-3, critic_lr=1e-3, temperature_lr=1e-3)
-    trainer = trainer_for(tmp_path, 4, [CollectRandom(300), EvaluateAgent(num_episodes=10, every_n_iters=4),
-                                        CollectAgent(num_steps=300)], enable_checkpointing=False)
+    trainer = trainer_for(tmp_path, 4, [CollectRandom(300), Evaluate(num_episodes=10, every_n_iters=4),
+                                        CollectOnPolicy(num_steps=300)], enable_checkpointing=False)
     trainer.fit(sac, datamodule=dm)
     assert dm.buffer.total_added == 300 + 3 * 300
     eval_return = float(trainer.callback_metrics["eval/return"])

@@ -5,7 +5,7 @@ the real buffer (``on_train_epoch_start``); then, every ``rollout_every`` SAC up
 states drawn from the real buffer start branched rollouts of ``rollout_length`` steps with the current (stochastic)
 SAC policy, the ensemble as dynamics and the task's batched reward/termination functions, into a model buffer;
 each SAC update trains on real and model transitions (``real_ratio``). The real environment is never stepped here:
-``CollectAgent`` (a callback) does that at each epoch end. ``rollout_length=0`` is plain SAC: no model training,
+``CollectOnPolicy`` (a callback) does that at each epoch end. ``rollout_length=0`` is plain SAC: no model training,
 no rollouts, an empty model buffer.
 """
 

@@ -43,6 +43,10 @@ class MPCAgent(DynamicsEnsemble):
         return MPCPolicy(self._step, self.ensemble_size, task, self.planner, low, high, max_envs,
                          discount=self.discount, device=self.device, seed=seed)
 
+    def acting_policy(self, datamodule, max_envs: int, seed: int = 0, evaluation: bool = False) -> MPCPolicy:
+        """What ``CollectOnPolicy``/``Evaluate`` run: MPC on the DataModule's env (the same for both)."""
+        return self.mpc_policy(datamodule.task, datamodule.action_low, datamodule.action_high, max_envs, seed)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # plain types only: which planner made this run (its settings live in the run's config.yaml too)
         checkpoint["planner"] = {"class": type(self.planner).__name__, **vars(self.planner)}

@@ -2,7 +2,7 @@
 
 The MBRL loop is the project's usual one (one epoch = one iteration): ``CollectRandom`` seeds the real buffer,
 the epoch's batches from ``ReplayDataModule`` (``batch_size`` transitions, ``steps_per_epoch`` batches) are the
-SAC updates, and the callbacks ``EvaluateAgent`` / ``CollectAgent`` evaluate the deterministic policy and step
+SAC updates, and the callbacks ``Evaluate`` / ``CollectOnPolicy`` evaluate the deterministic policy and step
 the real environment with the stochastic one at each epoch end. ``MBPO`` (``agents/mbpo.py``) is this module
 plus a dynamics ensemble and model rollouts mixed into the batches (``prepare_batch``).
 """
@@ -13,7 +13,7 @@ import copy
 import math
 import time
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -166,8 +166,12 @@ class SAC(pl.LightningModule):
         return self.to_env_action(action)
 
     def policy(self, deterministic: bool = False, seed: int = 0) -> SACPolicy:
-        """This agent as a policy for ``data.collect`` (what ``CollectAgent`` and ``EvaluateAgent`` run)."""
+        """This agent as a policy for ``data.collect``: stochastic to collect, mean action to evaluate."""
         return SACPolicy(self, deterministic, seed)
+
+    def acting_policy(self, datamodule: Any, max_envs: int, seed: int = 0, evaluation: bool = False) -> SACPolicy:
+        """What ``CollectOnPolicy`` (stochastic) and ``Evaluate`` (deterministic) run on the real env."""
+        return self.policy(deterministic=evaluation, seed=seed)
 
     def q_values(self, obs: Tensor, action: Tensor, target: bool = False) -> Tensor:
         """Q of every critic (or target critic) for ([-1, 1]-scaled) actions: (N, B)."""

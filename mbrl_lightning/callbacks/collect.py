@@ -7,7 +7,7 @@ import time
 import pytorch_lightning as pl
 import torch
 
-from mbrl_lightning.data.collect import RandomPolicy, collect, resolve_seed
+from mbrl_lightning.data.collect import Policy, RandomPolicy, collect, resolve_seed
 from mbrl_lightning.distributed import gather_rows, rank_share
 
 
@@ -59,17 +59,22 @@ class CollectRandom(pl.Callback):
         log_scalars(trainer, metrics, step=0)
 
 
-def mpc_policy(trainer: pl.Trainer, pl_module: pl.LightningModule, max_envs: int, seed: int):
-    """The module's MPC policy for the DataModule's env (the module must be an ``MPCAgent``)."""
-    if not hasattr(pl_module, "mpc_policy"):
-        raise TypeError(f"{type(pl_module).__name__} cannot plan: use model class_path "
-                        "mbrl_lightning.agents.MPCAgent for MPC collection and evaluation")
-    dm = _datamodule(trainer)
-    return pl_module.mpc_policy(dm.task, dm.action_low, dm.action_high, max_envs, seed=seed)
+def acting_policy(trainer: pl.Trainer, pl_module: pl.LightningModule, max_envs: int, seed: int,
+                  evaluation: bool = False) -> Policy:
+    """The module's policy for the real env: MPC for ``MPCAgent``, the actor for ``SAC``/``MBPO``.
+
+    Any LightningModule with ``acting_policy(datamodule, max_envs, seed, evaluation) -> Policy`` works with
+    ``CollectOnPolicy`` and ``Evaluate``.
+    """
+    if not hasattr(pl_module, "acting_policy"):
+        raise TypeError(f"{type(pl_module).__name__} cannot act: use a model with an acting_policy method, e.g. "
+                        "mbrl_lightning.agents.MPCAgent, SAC or MBPO, with CollectOnPolicy and Evaluate")
+    return pl_module.acting_policy(_datamodule(trainer), max_envs, seed, evaluation)
 
 
 class CollectOnPolicy(pl.Callback):
-    """At each iteration's end, run the MPC policy for ``num_steps`` real steps and add them to the buffer.
+    """At each iteration's end, run the agent's policy (MPC, or SAC's stochastic actor) for ``num_steps`` real
+    steps and add them to the buffer.
 
     ``num_envs`` episodes run side by side, planned in one batch (independent episodes, so the data's
     statistics do not change). The last iteration collects nothing: no training would use it. Under DDP
@@ -89,16 +94,18 @@ class CollectOnPolicy(pl.Callback):
         seed = (resolve_seed(self.seed) + 1) * 1_000_003 + 10_007 * iteration + 7919 * trainer.global_rank
         steps, _ = rank_share(self.num_steps, trainer)
         envs = [dm.make_env() for _ in range(self.num_envs)]
-        policy = mpc_policy(trainer, pl_module, self.num_envs, seed)
+        policy = acting_policy(trainer, pl_module, self.num_envs, seed)
         was_training = pl_module.training
         pl_module.eval()
-        result = collect(envs, policy, num_steps=steps, seed=seed,
-                         desc=f"MPC data (iteration {trainer.current_epoch + 1})", progress=trainer.is_global_zero)
+        start = time.perf_counter()
+        result = collect(envs, policy, num_steps=steps, seed=seed, desc=f"policy data (iteration {iteration})",
+                         progress=trainer.is_global_zero)
         pl_module.train(was_training)
         for env in envs:
             env.close()
         dm.add(gather_rows(trainer, result.transitions))
         pl_module.log("data/env_steps", float(dm.buffer.total_added))
+        pl_module.log("data/collect_seconds", time.perf_counter() - start)
         returns = gather_rows(trainer, {"r": torch.tensor(result.returns, dtype=torch.float32)})["r"]
         if len(returns):
             pl_module.log("data/collect_return", returns.mean())

@@ -1,4 +1,4 @@
-"""Evaluate the MPC policy on real episodes after each iteration and log the returns."""
+"""Evaluate the agent's policy (MPC, or SAC's mean action) on real episodes after each iteration."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mbrl_lightning.callbacks.collect import _datamodule, mpc_policy
+from mbrl_lightning.callbacks.collect import _datamodule, acting_policy
 from mbrl_lightning.data.collect import Rollouts, collect, resolve_seed
 from mbrl_lightning.distributed import gather_rows, rank_share
 
@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class Evaluate(pl.Callback):
-    """Runs ``num_episodes`` MPC episodes (``num_envs`` at a time, planned in one batch) every
+    """Runs ``num_episodes`` episodes of the agent's evaluation policy (MPC, or SAC's deterministic mean action;
+    ``num_envs`` at a time, acting in one batch) every
     ``every_n_iters`` iterations and at the last one; logs eval/return (mean, std, min, max), eval/ep_len,
     env steps so far and planning seconds per action. Episodes use the same start seeds every iteration, so
     iterations (and runs with other ``seed_everything``) are compared on equal terms; under DDP the episodes
@@ -31,7 +32,7 @@ class Evaluate(pl.Callback):
             raise ValueError("num_episodes and every_n_iters must be positive")
         self.num_episodes, self.every_n_iters, self.seed, self.video = num_episodes, every_n_iters, seed, video
         self.num_envs = num_envs or num_episodes
-        self.plan_seconds_per_action = 0.0
+        self.plan_seconds_per_action: float | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         iteration = trainer.current_epoch + 1
@@ -50,8 +51,9 @@ class Evaluate(pl.Callback):
             "eval/return_min": returns.min(), "eval/return_max": returns.max(),
             "eval/ep_len": stats["length"].mean(),
             "eval/env_steps": float(dm.buffer.total_added),
-            "eval/plan_seconds_per_action": self.plan_seconds_per_action,
             "eval/iteration": float(iteration),
+            **({"eval/plan_seconds_per_action": self.plan_seconds_per_action}
+               if self.plan_seconds_per_action is not None else {}),
         })
         if result is not None and result.frames:
             self._save_video(trainer, result.frames, iteration)
@@ -63,7 +65,7 @@ class Evaluate(pl.Callback):
         num_envs = min(self.num_envs, episodes)
         envs = [dm.make_env(render_mode="rgb_array") if (record and i == 0) else dm.make_env()
                 for i in range(num_envs)]
-        policy = mpc_policy(trainer, pl_module, num_envs, seed=seed + 7919 * resolve_seed(None))
+        policy = acting_policy(trainer, pl_module, num_envs, seed + 7919 * resolve_seed(None), evaluation=True)
         desc = f"evaluate (iteration {iteration})"
         pl_module.eval()
         try:
@@ -80,7 +82,8 @@ class Evaluate(pl.Callback):
             pl_module.train()
         for env in envs:
             env.close()
-        self.plan_seconds_per_action = policy.plan_seconds / max(policy.planned_actions, 1)
+        if hasattr(policy, "plan_seconds"):  # planners report their own time per action
+            self.plan_seconds_per_action = policy.plan_seconds / max(policy.planned_actions, 1)
         return result
 
     def _save_video(self, trainer: pl.Trainer, frames: list[np.ndarray], iteration: int) -> None:
