@@ -47,11 +47,11 @@ class ProgressReport(pl.Callback):
         parts = [f"iteration {trainer.current_epoch + 1}/{trainer.max_epochs}"]
         if recent:
             parts.append(f"train loss {recent[-1]:.4f} (mean {sum(recent) / len(recent):.4f})")
-        for key, label in (("val/loss", "val loss"), ("eval/return", "eval return"), ("eval/return_std", "±"),
-                           ("data/env_steps", "env steps")):
+        for key, fmt in (("val/loss", "val loss {:.4g}"), ("eval/return", "eval return {:.4g}"),
+                         ("eval/return_std", "± {:.3g}"), ("data/env_steps", "env steps {:.0f}")):
             value = _scalar(m, key)
             if value is not None:
-                parts.append(f"{label} {value:.4g}" if label != "±" else f"± {value:.3g}")
+                parts.append(fmt.format(value))
         value = _scalar(m, "eval/return")
         if value is not None:
             self.returns.append((float(trainer.current_epoch + 1), value))
