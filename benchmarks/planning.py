@@ -1,10 +1,11 @@
 """Planning speed on the cheetah shapes, beside the device's measured float32 matmul throughput.
 
-    python benchmarks/planning.py [--device cpu|cuda] [--envs 1 10] [--repeats 5]
+    python benchmarks/planning.py [--device cpu|cuda] [--envs 1 10] [--repeats 5] [--chunk-sizes -1 0 256 ...]
 
 Prints, for random shooting (K=1000, H=15, E=3, 2x250 MLP) and CEM (4 iterations), seconds per planned
 action, model-step evaluations per second (K x H x E x CEM iterations / time) and achieved GFLOP/s as a
 fraction of the best batched-matmul GFLOP/s measured in the same run (the machine's practical limit).
+``--chunk-sizes`` compares how many candidate rows are rolled out at once (-1: the device default, 0: all).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def flop_per_model_step() -> int:
     return 2 * ((OBS + ACT) * HIDDEN + HIDDEN * HIDDEN + HIDDEN * OBS)
 
 
-def time_planner(planner, num_envs: int, device: torch.device, repeats: int) -> float:
-    agent = MPCAgent(OBS, ACT, planner=planner, ensemble_size=E, hidden_size=HIDDEN, num_layers=2).to(device).eval()
+def time_planner(planner, num_envs: int, device: torch.device, repeats: int, chunk_size: int | None) -> float:
+    agent = MPCAgent(OBS, ACT, planner=planner, ensemble_size=E, hidden_size=HIDDEN, num_layers=2,
+                     chunk_size=chunk_size).to(device).eval()
     policy = agent.mpc_policy(get_task("mbrl/Cheetah-v0"), -torch.ones(ACT), torch.ones(ACT), num_envs)
     obs = torch.randn(num_envs, OBS)
     idx = torch.arange(num_envs)
@@ -68,20 +70,24 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[-1])
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     limit = matmul_limit(device, args.repeats)
     print(f"measured float32 batched-matmul limit: {limit:.1f} GFLOP/s")
-    print(f"{'planner':<22}{'envs':>5}{'s/action':>10}{'model steps/s':>15}{'GFLOP/s':>9}{'of limit':>9}")
+    print(f"{'planner':<22}{'envs':>5}{'chunk':>7}{'s/action':>10}{'model steps/s':>15}{'GFLOP/s':>9}{'of limit':>9}")
     for label, planner in (("random shooting", RandomShooting(15, 1000)),
                            ("CEM (4 iterations)", CEM(15, 1000, num_iterations=4, num_elites=5))):
         for p in args.envs:
-            seconds = time_planner(planner, p, device, args.repeats)
-            steps = planner.evaluations_per_plan * planner.horizon * E * p
-            gflops = steps * flop_per_model_step() / seconds / 1e9
-            print(f"{label:<22}{p:>5}{seconds / p:>10.4f}{steps / seconds:>15.3g}{gflops:>9.1f}{gflops / limit:>9.0%}")
+            for chunk in args.chunk_sizes:
+                seconds = time_planner(planner, p, device, args.repeats, None if chunk == 0 else chunk)
+                steps = planner.evaluations_per_plan * planner.horizon * E * p
+                gflops = steps * flop_per_model_step() / seconds / 1e9
+                name = {-1: "auto", 0: "all"}.get(chunk, str(chunk))
+                print(f"{label:<22}{p:>5}{name:>7}{seconds / p:>10.4f}{steps / seconds:>15.3g}{gflops:>9.1f}"
+                      f"{gflops / limit:>9.0%}")
 
 
 if __name__ == "__main__":

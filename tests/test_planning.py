@@ -92,3 +92,11 @@ def test_mpc_policy_drives_point_mass_to_goal():
         obs = true_step(obs, policy.act(obs, torch.arange(3)))
     assert (obs - GOAL).norm(dim=-1).max() < 0.1
     assert policy.planned_actions == 45
+
+
+def test_chunk_size_changes_speed_not_scores():
+    actions = torch.rand(3, 50, 4, 6) * 2 - 1
+    obs = torch.randn(3, 6)
+    scores = [evaluate_sequences(true_step, TASK, obs, actions, 2, 0.95, chunk_size=c) for c in (None, 7, 64, -1)]
+    for s in scores[1:]:
+        assert torch.allclose(s, scores[0], atol=1e-5)

@@ -21,9 +21,9 @@ class MPCPolicy:
 
     def __init__(self, step: StepFn, ensemble_size: int, task: Task, optimizer: ActionOptimizer, low: Tensor,
                  high: Tensor, max_envs: int, discount: float = 1.0, device: torch.device | str = "cpu",
-                 seed: int = 0) -> None:
+                 seed: int = 0, chunk_size: int | None = -1) -> None:
         self.step, self.ensemble_size, self.task, self.optimizer = step, ensemble_size, task, optimizer
-        self.discount, self.device = discount, torch.device(device)
+        self.discount, self.device, self.chunk_size = discount, torch.device(device), chunk_size
         self.low, self.high = low.to(self.device), high.to(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         h, a = optimizer.horizon, low.shape[0]
@@ -35,7 +35,8 @@ class MPCPolicy:
         self.has_plan[env_idx.to(self.device)] = False
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> Tensor:
-        return evaluate_sequences(self.step, self.task, obs, actions, self.ensemble_size, self.discount)
+        return evaluate_sequences(self.step, self.task, obs, actions, self.ensemble_size, self.discount,
+                                  self.chunk_size)
 
     @torch.inference_mode()
     def act(self, obs: Tensor, env_idx: Tensor) -> Tensor:
