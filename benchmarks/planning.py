@@ -49,9 +49,10 @@ def flop_per_model_step() -> int:
     return 2 * ((OBS + ACT) * HIDDEN + HIDDEN * HIDDEN + HIDDEN * OBS)
 
 
-def time_planner(planner, num_envs: int, device: torch.device, repeats: int, chunk_size: int | None) -> float:
+def time_planner(planner, num_envs: int, device: torch.device, repeats: int, chunk_size: int | None,
+                 bf16: bool = False) -> float:
     agent = MPCAgent(OBS, ACT, planner=planner, ensemble_size=E, hidden_size=HIDDEN, num_layers=2,
-                     chunk_size=chunk_size).to(device).eval()
+                     chunk_size=chunk_size, bf16=bf16).to(device).eval()
     policy = agent.mpc_policy(get_task("mbrl/Cheetah-v0"), -torch.ones(ACT), torch.ones(ACT), num_envs)
     obs = torch.randn(num_envs, OBS)
     idx = torch.arange(num_envs)
@@ -71,22 +72,23 @@ def main() -> None:
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[-1])
+    parser.add_argument("--bf16", action="store_true", help="also time bfloat16 planning (MPCAgent bf16=True)")
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     limit = matmul_limit(device, args.repeats)
     print(f"measured float32 batched-matmul limit: {limit:.1f} GFLOP/s")
-    print(f"{'planner':<22}{'envs':>5}{'chunk':>7}{'s/action':>10}{'model steps/s':>15}{'GFLOP/s':>9}{'of limit':>9}")
+    print(f"{'planner':<22}{'envs':>5}{'chunk':>10}{'s/action':>10}{'model steps/s':>15}{'GFLOP/s':>9}{'of limit':>9}")
     for label, planner in (("random shooting", RandomShooting(15, 1000)),
                            ("CEM (4 iterations)", CEM(15, 1000, num_iterations=4, num_elites=5))):
         for p in args.envs:
-            for chunk in args.chunk_sizes:
-                seconds = time_planner(planner, p, device, args.repeats, None if chunk == 0 else chunk)
+            for chunk, bf16 in [(c, False) for c in args.chunk_sizes] + ([(-1, True)] if args.bf16 else []):
+                seconds = time_planner(planner, p, device, args.repeats, None if chunk == 0 else chunk, bf16)
                 steps = planner.evaluations_per_plan * planner.horizon * E * p
                 gflops = steps * flop_per_model_step() / seconds / 1e9
-                name = {-1: "auto", 0: "all"}.get(chunk, str(chunk))
-                print(f"{label:<22}{p:>5}{name:>7}{seconds / p:>10.4f}{steps / seconds:>15.3g}{gflops:>9.1f}"
+                name = {-1: "auto", 0: "all"}.get(chunk, str(chunk)) + (" bf16" if bf16 else "")
+                print(f"{label:<22}{p:>5}{name:>10}{seconds / p:>10.4f}{steps / seconds:>15.3g}{gflops:>9.1f}"
                       f"{gflops / limit:>9.0%}")
 
 

@@ -100,3 +100,19 @@ def test_chunk_size_changes_speed_not_scores():
     scores = [evaluate_sequences(true_step, TASK, obs, actions, 2, 0.95, chunk_size=c) for c in (None, 7, 64, -1)]
     for s in scores[1:]:
         assert torch.allclose(s, scores[0], atol=1e-5)
+
+
+def test_bf16_planning_ranks_candidates_like_float32():
+    from mbrl_lightning.agents import MPCAgent
+
+    torch.manual_seed(0)
+    agent = MPCAgent(6, 6, planner=RandomShooting(5, 200), ensemble_size=2, hidden_size=64).eval()
+    policies = [agent.mpc_policy(TASK, LOW, HIGH, 2) for _ in range(2)]
+    policies[1].bf16 = True
+    obs, actions = torch.randn(2, 6), torch.rand(2, 200, 5, 6) * 2 - 1
+    fp32, bf16 = (p.evaluate(obs, actions) for p in policies)
+    assert bf16.dtype == torch.float32
+    assert not torch.equal(fp32, bf16)  # the matmuls really ran in bfloat16
+    ranks = torch.corrcoef(torch.stack([fp32.flatten().argsort().argsort().float(),
+                                        bf16.flatten().argsort().argsort().float()]))[0, 1]
+    assert ranks > 0.99

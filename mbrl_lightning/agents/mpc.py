@@ -22,11 +22,14 @@ class MPCAgent(DynamicsEnsemble):
             learned Gaussian (``loss="nll"`` only; PETS' TS-inf style propagation).
         chunk_size: candidate rows rolled out at once; -1 = the device's default (512 on CPU, all on GPU),
             None = all. A speed setting only: the plans do not depend on it.
+        bf16: plan with bfloat16 matmuls (autocast; states and rewards stay float32). About 2.5x faster on
+            CPUs with AVX512-BF16 and on recent GPUs; its effect on returns is in the README.
         (the other arguments are DynamicsEnsemble's)
     """
 
     def __init__(self, obs_dim: int, act_dim: int, planner: ActionOptimizer | None = None,
                  discount: float = 1.0, propagation: Literal["mean", "sample"] = "mean", chunk_size: int | None = -1,
+                 bf16: bool = False,
                  ensemble_size: int = 3, hidden_size: int = 250, num_layers: int = 2, activation: str = "relu",
                  lr: float = 1e-3, weight_decay: float = 0.0, loss: Literal["mse", "nll"] = "mse") -> None:
         super().__init__(obs_dim, act_dim, ensemble_size, hidden_size, num_layers, activation, lr, weight_decay,
@@ -35,7 +38,7 @@ class MPCAgent(DynamicsEnsemble):
             raise ValueError("propagation='sample' needs a probabilistic model: set loss='nll'")
         self.save_hyperparameters(ignore=["planner"])
         self.planner = planner if planner is not None else RandomShooting()
-        self.discount, self.propagation, self.chunk_size = discount, propagation, chunk_size
+        self.discount, self.propagation, self.chunk_size, self.bf16 = discount, propagation, chunk_size, bf16
 
     def _step(self, obs: Tensor, act: Tensor) -> Tensor:
         return self.predict_next(obs, act, sample=self.propagation == "sample")
@@ -43,7 +46,8 @@ class MPCAgent(DynamicsEnsemble):
     def mpc_policy(self, task: Task, low: Tensor, high: Tensor, max_envs: int, seed: int = 0) -> MPCPolicy:
         """A fresh MPC policy over this model for up to ``max_envs`` environments side by side."""
         return MPCPolicy(self._step, self.ensemble_size, task, self.planner, low, high, max_envs,
-                         discount=self.discount, device=self.device, seed=seed, chunk_size=self.chunk_size)
+                         discount=self.discount, device=self.device, seed=seed, chunk_size=self.chunk_size,
+                         bf16=self.bf16)
 
     def acting_policy(self, datamodule, max_envs: int, seed: int = 0, evaluation: bool = False) -> MPCPolicy:
         """What ``CollectOnPolicy``/``Evaluate`` run: MPC on the DataModule's env (the same for both)."""

@@ -21,9 +21,10 @@ class MPCPolicy:
 
     def __init__(self, step: StepFn, ensemble_size: int, task: Task, optimizer: ActionOptimizer, low: Tensor,
                  high: Tensor, max_envs: int, discount: float = 1.0, device: torch.device | str = "cpu",
-                 seed: int = 0, chunk_size: int | None = -1) -> None:
+                 seed: int = 0, chunk_size: int | None = -1, bf16: bool = False) -> None:
         self.step, self.ensemble_size, self.task, self.optimizer = step, ensemble_size, task, optimizer
         self.discount, self.device, self.chunk_size = discount, torch.device(device), chunk_size
+        self.bf16 = bf16  # matmuls in bfloat16 under autocast; states and returns stay float32
         self.low, self.high = low.to(self.device), high.to(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         h, a = optimizer.horizon, low.shape[0]
@@ -35,8 +36,10 @@ class MPCPolicy:
         self.has_plan[env_idx.to(self.device)] = False
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> Tensor:
-        return evaluate_sequences(self.step, self.task, obs, actions, self.ensemble_size, self.discount,
-                                  self.chunk_size)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            returns = evaluate_sequences(self.step, self.task, obs, actions, self.ensemble_size, self.discount,
+                                         self.chunk_size)
+        return returns.float()
 
     @torch.inference_mode()
     def act(self, obs: Tensor, env_idx: Tensor) -> Tensor:
