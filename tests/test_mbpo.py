@@ -21,13 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHEETAH = "mbrl/Cheetah-v0"  # never terminates: rollouts have exactly L steps
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks run faster on one thread; two threads stall when other jobs share the two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class CountSteps(gym.Wrapper):

@@ -32,13 +32,7 @@ except KeyError:
     register_task(IP, inverted_pendulum_reward, inverted_pendulum_terminated)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks run faster on one thread; two threads stall when other jobs share the two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trainer_for(tmp_path, max_epochs, callbacks, **kwargs):
