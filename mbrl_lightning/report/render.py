@@ -75,17 +75,21 @@ def write_markdown(data: ReportData, figure_files: dict[str, list[Path]], out: P
     lines = ["# Model-based RL report", "",
              f"Runs under `{logdir}` ({len(data.runs)} run{'s' if len(data.runs) != 1 else ''}), "
              f"generated {_dt.datetime.now().isoformat(timespec='seconds')} by `python -m mbrl_lightning report`.", ""]
-    if data.results:
-        lines += ["## Problem 2", "", "MPC after one iteration on the obstacles environment:", ""]
-        lines += [f"- {r}" for r in data.results] + [""]
-    section = None
+    problem2 = ["## Problem 2", "", "MPC after one iteration on the obstacles environment:", ""]
+    problem2 += [f"- {r}" for r in data.results] + [""]
+    section, placed = None, not data.results
     for number, spec in enumerate(data.figures, start=1):
         if spec.problem != section:
+            if not placed and spec.problem != "Problem 1":  # Problem 2 is a number, not a figure: in order
+                lines += problem2
+                placed = True
             section = spec.problem
             lines += [f"## {section}", ""]
         png, pdf = figure_files[spec.key]
         lines += [f"![{spec.title}]({png.name})", "",
                   f"*Figure {number}. {spec.caption}* ([PDF]({pdf.name}))", ""]
+    if not placed:
+        lines += problem2
     if data.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in data.notes] + [""]
     if data.skipped:
