@@ -30,11 +30,13 @@ def test_ensemble_linear_matches_per_member_linear():
 
 def test_normalizer_round_trip_and_constant_dims():
     norm = Normalizer(3)
-    x = torch.randn(100, 3) * torch.tensor([5.0, 0.01, 0.0]) + torch.tensor([1.0, -2.0, 0.7])
+    x = torch.randn(100, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([5.0, 0.01, 0.0]) \
+        + torch.tensor([1.0, -2.0, 0.7])
     norm.fit(x)
     z = norm.normalize(x)
     assert torch.isfinite(z).all()
-    assert torch.allclose(z[:, :2].mean(0), torch.zeros(2), atol=1e-5)
+    # float32 rounding of a mean of -2 at a std of 0.01 is ~2e-5 in normalised units
+    assert torch.allclose(z[:, :2].mean(0), torch.zeros(2), atol=1e-4)
     assert torch.allclose(z[:, :2].std(0, unbiased=False), torch.ones(2), atol=1e-4)
     assert torch.allclose(norm.unnormalize(z), x, atol=1e-5)
 
