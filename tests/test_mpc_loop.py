@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -13,6 +14,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from mbrl_lightning.agents import MPCAgent
 from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom, Evaluate
 from mbrl_lightning.data import ReplayDataModule
+from mbrl_lightning.envs import get_task
 from mbrl_lightning.planning import CEM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,3 +96,19 @@ def test_resume_after_sigkill_continues_with_the_same_buffer(tmp_path):
         assert torch.equal(now[field], reference["ReplayDataModule"]["buffer"][field])
     for name, value in reference["state_dict"].items():
         assert torch.allclose(final["state_dict"][name], value, atol=1e-5), name
+
+
+def test_bf16_planning_on_a_cpu_without_bf16_warns(monkeypatch):
+    import warnings
+
+    import mbrl_lightning.agents.mpc as mpc_module
+
+    task, low, high = get_task("mbrl/Obstacles-v0"), -torch.ones(2), torch.ones(2)
+    monkeypatch.setattr(mpc_module, "cpu_lacks_bf16", lambda: True)
+    with pytest.warns(UserWarning, match="30x slower"):
+        mpc_module.MPCAgent(4, 2, bf16=True).mpc_policy(task, low, high, max_envs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mpc_module.MPCAgent(4, 2, bf16=False).mpc_policy(task, low, high, max_envs=1)
+        monkeypatch.setattr(mpc_module, "cpu_lacks_bf16", lambda: False)
+        mpc_module.MPCAgent(4, 2, bf16=True).mpc_policy(task, low, high, max_envs=1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from functools import cache
+from pathlib import Path
 from typing import Literal
 
 from torch import Tensor
@@ -23,7 +26,8 @@ class MPCAgent(DynamicsEnsemble):
         chunk_size: candidate rows rolled out at once; -1 = the device's default (512 on CPU, all on GPU),
             None = all. A speed setting only: the plans do not depend on it.
         bf16: plan with bfloat16 matmuls (autocast; states and rewards stay float32). About 2.5x faster on
-            CPUs with AVX512-BF16 and on recent GPUs; its effect on returns is in the README.
+            CPUs with AVX512-BF16 (or AMX) and on recent GPUs, but some 30x *slower* on CPUs without them
+            (a warning says so); its effect on returns is in the README.
         (the other arguments are DynamicsEnsemble's)
     """
 
@@ -45,6 +49,10 @@ class MPCAgent(DynamicsEnsemble):
 
     def mpc_policy(self, task: Task, low: Tensor, high: Tensor, max_envs: int, seed: int = 0) -> MPCPolicy:
         """A fresh MPC policy over this model for up to ``max_envs`` environments side by side."""
+        if self.bf16 and self.device.type == "cpu" and cpu_lacks_bf16():
+            warnings.warn("bf16: true on a CPU without AVX512-BF16 or AMX: bfloat16 matmuls are emulated there and "
+                          "planning runs ~30x slower than float32 (benchmarks/planning.py --bf16). Set "
+                          "--model.init_args.bf16 false.", stacklevel=2)
         return MPCPolicy(self._step, self.ensemble_size, task, self.planner, low, high, max_envs,
                          discount=self.discount, device=self.device, seed=seed, chunk_size=self.chunk_size,
                          bf16=self.bf16)
@@ -56,3 +64,13 @@ class MPCAgent(DynamicsEnsemble):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # plain types only: which planner made this run (its settings live in the run's config.yaml too)
         checkpoint["planner"] = {"class": type(self.planner).__name__, **vars(self.planner)}
+
+
+@cache
+def cpu_lacks_bf16() -> bool:
+    """True when /proc/cpuinfo (Linux) lists neither ``avx512_bf16`` nor ``amx_bf16``; False if it cannot tell."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "flags" in flags and "avx512_bf16" not in flags and "amx_bf16" not in flags
