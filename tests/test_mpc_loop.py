@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -99,8 +100,6 @@ def test_resume_after_sigkill_continues_with_the_same_buffer(tmp_path):
 
 
 def test_bf16_planning_on_a_cpu_without_bf16_warns(monkeypatch):
-    import warnings
-
     import mbrl_lightning.agents.mpc as mpc_module
 
     task, low, high = get_task("mbrl/Obstacles-v0"), -torch.ones(2), torch.ones(2)
