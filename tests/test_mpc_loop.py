@@ -63,13 +63,18 @@ def load(path):
     return torch.load(path, weights_only=True)
 
 
-def test_resume_after_sigkill_continues_with_the_same_buffer(tmp_path):
-    ref_dir, kill_dir = tmp_path / "reference", tmp_path / "killed"
-    ref_dir.mkdir()
-    kill_dir.mkdir()
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The last checkpoint of an uninterrupted 4-iteration tiny obstacles run."""
+    ref_dir = tmp_path_factory.mktemp("reference")
     ref = run([], ref_dir)
     assert ref.wait(timeout=600) == 0, ref.stdout.read()[-3000:]
-    reference = load(ref_dir / "runs/tiny_obstacles/version_0/checkpoints/last.ckpt")
+    return load(ref_dir / "runs/tiny_obstacles/version_0/checkpoints/last.ckpt")
+
+
+def test_resume_after_sigkill_continues_with_the_same_buffer(tmp_path, reference):
+    kill_dir = tmp_path / "killed"
+    kill_dir.mkdir()
 
     proc = run([], kill_dir)
     last = kill_dir / "runs/tiny_obstacles/version_0/checkpoints/last.ckpt"
@@ -97,6 +102,22 @@ def test_resume_after_sigkill_continues_with_the_same_buffer(tmp_path):
         assert torch.equal(now[field], reference["ReplayDataModule"]["buffer"][field])
     for name, value in reference["state_dict"].items():
         assert torch.allclose(final["state_dict"][name], value, atol=1e-5), name
+
+
+def test_a_finished_run_extended_by_resume_collects_its_skipped_batch(tmp_path, reference):
+    short = run(["--trainer.max_epochs", "2"], tmp_path)
+    assert short.wait(timeout=600) == 0, short.stdout.read()[-3000:]
+    last = tmp_path / "runs/tiny_obstacles/version_0/checkpoints/last.ckpt"
+    assert load(last)["ReplayDataModule"]["buffer"]["size"] == 300 + 100  # its last iteration collected nothing
+
+    longer = run(["--ckpt_path", str(last)], tmp_path)  # max_epochs 4
+    out = longer.communicate(timeout=600)[0]
+    assert longer.returncode == 0, out[-3000:]
+    final = load(tmp_path / "runs/tiny_obstacles/version_1/checkpoints/last.ckpt")
+    now = final["ReplayDataModule"]["buffer"]
+    assert now["size"] == 300 + 3 * 100 and final["epoch"] == reference["epoch"]
+    for field in ("obs", "act", "next_obs"):  # the same data as the uninterrupted 4-iteration run
+        assert torch.equal(now[field], reference["ReplayDataModule"]["buffer"][field])
 
 
 def test_bf16_planning_on_a_cpu_without_bf16_warns(monkeypatch):

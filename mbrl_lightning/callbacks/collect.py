@@ -77,20 +77,44 @@ class CollectOnPolicy(pl.Callback):
     steps and add them to the buffer.
 
     ``num_envs`` episodes run side by side, planned in one batch (independent episodes, so the data's
-    statistics do not change). The last iteration collects nothing: no training would use it. Under DDP
-    the steps are split over the ranks (each with its own seed) and all-gathered into every rank's buffer.
+    statistics do not change). The last iteration collects nothing: no training would use it; a run resumed
+    with a larger ``max_epochs`` collects that skipped batch at fit start, so it trains on the same data as an
+    uninterrupted run. Under DDP the steps are split over the ranks (each with its own seed) and all-gathered
+    into every rank's buffer.
     """
 
     def __init__(self, num_steps: int = 1000, num_envs: int = 1, seed: int | None = None) -> None:
         if num_steps <= 0 or num_envs <= 0:
             raise ValueError("num_steps and num_envs must be positive")
         self.num_steps, self.num_envs, self.seed = num_steps, num_envs, seed
+        # Iterations finished, and the last one whose batch is in the buffer (None: a checkpoint from before
+        # this was recorded). Checkpointed, since Lightning restores the epoch count only after on_fit_start.
+        self.iterations_done, self.collected_through = 0, None
+
+    def state_dict(self) -> dict:
+        return {"iterations_done": self.iterations_done, "collected_through": self.collected_through or 0}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.iterations_done, self.collected_through = state_dict["iterations_done"], state_dict["collected_through"]
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # before the first dataloader is built, so the resumed iteration trains on this batch
+        done = self.iterations_done
+        if self.collected_through is not None and self.collected_through < done < (trainer.max_epochs or 0):
+            log_scalars(trainer, self._collect(trainer, pl_module, done))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.sanity_checking:
+        if trainer.sanity_checking:
             return
+        self.iterations_done = trainer.current_epoch + 1
+        if self.iterations_done >= (trainer.max_epochs or 0):
+            return
+        for name, value in self._collect(trainer, pl_module, self.iterations_done).items():
+            pl_module.log(name, value)
+
+    def _collect(self, trainer: pl.Trainer, pl_module: pl.LightningModule, iteration: int) -> dict[str, float]:
+        """Add the batch collected after ``iteration`` (1-based) to the buffer; return its metrics."""
         dm = _datamodule(trainer)
-        iteration = trainer.current_epoch + 1
         seed = (resolve_seed(self.seed) + 1) * 1_000_003 + 10_007 * iteration + 7919 * trainer.global_rank
         steps, _ = rank_share(self.num_steps, trainer)
         envs = [dm.make_env() for _ in range(self.num_envs)]
@@ -104,8 +128,9 @@ class CollectOnPolicy(pl.Callback):
         for env in envs:
             env.close()
         dm.add(gather_rows(trainer, result.transitions))
-        pl_module.log("data/env_steps", float(dm.buffer.total_added))
-        pl_module.log("data/collect_seconds", time.perf_counter() - start)
+        self.collected_through = iteration
+        metrics = {"data/env_steps": float(dm.buffer.total_added), "data/collect_seconds": time.perf_counter() - start}
         returns = gather_rows(trainer, {"r": torch.tensor(result.returns, dtype=torch.float32)})["r"]
         if len(returns):
-            pl_module.log("data/collect_return", returns.mean())
+            metrics["data/collect_return"] = float(returns.mean())
+        return metrics
