@@ -87,29 +87,28 @@ class CollectOnPolicy(pl.Callback):
         if num_steps <= 0 or num_envs <= 0:
             raise ValueError("num_steps and num_envs must be positive")
         self.num_steps, self.num_envs, self.seed = num_steps, num_envs, seed
-        # Iterations finished, and the last one whose batch is in the buffer (None: a checkpoint from before
-        # this was recorded). Checkpointed, since Lightning restores the epoch count only after on_fit_start.
-        self.iterations_done, self.collected_through = 0, None
+        self.skipped = 0  # the iteration whose batch the last iteration left uncollected (0: none); checkpointed
 
     def state_dict(self) -> dict:
-        return {"iterations_done": self.iterations_done, "collected_through": self.collected_through or 0}
+        return {"skipped": self.skipped}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.iterations_done, self.collected_through = state_dict["iterations_done"], state_dict["collected_through"]
+        self.skipped = state_dict["skipped"]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # before the first dataloader is built, so the resumed iteration trains on this batch
-        done = self.iterations_done
-        if self.collected_through is not None and self.collected_through < done < (trainer.max_epochs or 0):
-            log_scalars(trainer, self._collect(trainer, pl_module, done))
+        if 0 < self.skipped < (trainer.max_epochs or 0):
+            log_scalars(trainer, self._collect(trainer, pl_module, self.skipped))
+            self.skipped = 0
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        self.iterations_done = trainer.current_epoch + 1
-        if self.iterations_done >= (trainer.max_epochs or 0):
+        iteration = trainer.current_epoch + 1
+        if iteration >= (trainer.max_epochs or 0):
+            self.skipped = iteration
             return
-        for name, value in self._collect(trainer, pl_module, self.iterations_done).items():
+        for name, value in self._collect(trainer, pl_module, iteration).items():
             pl_module.log(name, value)
 
     def _collect(self, trainer: pl.Trainer, pl_module: pl.LightningModule, iteration: int) -> dict[str, float]:
@@ -128,7 +127,6 @@ class CollectOnPolicy(pl.Callback):
         for env in envs:
             env.close()
         dm.add(gather_rows(trainer, result.transitions))
-        self.collected_through = iteration
         metrics = {"data/env_steps": float(dm.buffer.total_added), "data/collect_seconds": time.perf_counter() - start}
         returns = gather_rows(trainer, {"r": torch.tensor(result.returns, dtype=torch.float32)})["r"]
         if len(returns):
