@@ -15,8 +15,11 @@ class MBRLCLI(LightningCLI):
         parser.link_arguments("data.act_dim", "model.init_args.act_dim", apply_on="instantiate")
 
 
-def lightning_main(args: list[str] | None = None) -> MBRLCLI:
-    """Run LightningCLI (``fit``, ``validate``, ...); model and data are chosen by ``class_path``."""
+def lightning_main(args: list[str] | None = None, run: bool = True) -> MBRLCLI:
+    """Run LightningCLI (``fit``, ``validate``, ...); model and data are chosen by ``class_path``.
+
+    ``run=False`` only parses ``args`` (no subcommand) and instantiates trainer, model and data.
+    """
     return MBRLCLI(
         model_class=None,
         datamodule_class=None,
@@ -26,6 +29,7 @@ def lightning_main(args: list[str] | None = None) -> MBRLCLI:
         trainer_defaults={"reload_dataloaders_every_n_epochs": 1},
         save_config_kwargs={"overwrite": True},
         args=args,
+        run=run,
     )
 
 

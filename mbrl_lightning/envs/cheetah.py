@@ -1,7 +1,10 @@
-"""``mbrl/Cheetah-v0``: gymnasium's half-cheetah at dt = 0.01 with a CS285-style reward computable from obs.
+"""``mbrl/Cheetah-v0``: the homework's cheetah: gymnasium's half-cheetah model at frame_skip 1 (dt = 0.01).
 
-The observation keeps the root x velocity and the front-leg joint angles, so the reward (run forward, keep the
-front leg tucked) is a pure function of ``next_obs`` and can be evaluated on model-predicted states.
+Observation, reward, reset and episode length are the public reference homework's. The observation keeps the
+root x velocity and the front-leg joint angles, so the reward (run forward, keep the front leg tucked) is a pure
+function of ``next_obs`` and can be evaluated on model-predicted states. One deliberate difference: the
+reference reads the torso position before MuJoCo's integration (it lags qpos by one step); ours is refreshed
+after the step, so the whole observation describes one state.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import Tensor
 
 XML_PATH = os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", "half_cheetah.xml")
 TOTAL_MASS = re.compile(r'\s*settotalmass="([0-9.eE+-]+)"')
-# Observation layout (21,): qpos (9) | qvel (9) | torso subtree centre of mass (3).
+# Observation layout (21,): qpos (9) | qvel (9) | torso position (3), the reference's ``get_body_com("torso")``.
 ROOT_X_VEL = 9  # qvel[0]
 FTHIGH, FSHIN, FFOOT = 6, 7, 8  # qpos indices of the front-leg joints
 
@@ -37,8 +40,9 @@ def cheetah_reward(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
 class CheetahEnv(MujocoEnv):
     """Half-cheetah, frame_skip 1 (dt 0.01), 6 torque actions in [-1, 1], no termination.
 
-    Observation (21,) float32: qpos (9, rootx first), qvel (9), then ``data.subtree_com`` of the torso body,
-    i.e. the centre of mass of the whole cheetah (the torso is the root of the kinematic tree).
+    Observation (21,) float32: qpos (9, rootx first), qvel (9), then the torso body's frame position
+    (``data.xpos``, what gymnasium's ``get_body_com("torso")`` returns). Reset: qpos = init + U(-0.1, 0.1),
+    qvel = init + 0.1 N(0, 1).
     """
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 100}
@@ -70,11 +74,10 @@ class CheetahEnv(MujocoEnv):
         mujoco.mj_step(self.model, self.data, nstep=n_frames)
         # mj_step leaves positional quantities at the pre-integration state; refresh them for the new qpos.
         mujoco.mj_kinematics(self.model, self.data)
-        mujoco.mj_comPos(self.model, self.data)
 
     def _get_obs(self) -> np.ndarray:
         d = self.data
-        return np.concatenate([d.qpos, d.qvel, d.subtree_com[self._torso]]).astype(np.float32)
+        return np.concatenate([d.qpos, d.qvel, d.xpos[self._torso]]).astype(np.float32)
 
     def step(self, action: np.ndarray):
         self.do_simulation(np.clip(action, -1.0, 1.0), self.frame_skip)

@@ -1,11 +1,14 @@
-"""``mbrl/Reacher7DOF-v0``: a 7-DoF arm (``reacher7dof.xml``) that must bring its fingertip to a 3-D target.
+"""``mbrl/Reacher7DOF-v0``: the homework's 7-DoF arm (``reacher7dof.xml``) that brings its fingertip to a 3-D target.
 
-Fingertip and target positions are part of the observation, so the reward is a pure function of ``next_obs``.
+Kinematics, joint limits, gears, integrator and reset follow the public reference homework: the arm starts
+straight (qpos = 0, fingertip near (0.82, -0.6, 0)) about 1 m from the targets, so it has to swing over.
+Fingertip and target are part of the observation, so the reward is a pure function of ``next_obs``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import mujoco
@@ -19,10 +22,9 @@ XML_PATH = os.path.join(os.path.dirname(__file__), "reacher7dof.xml")
 # Observation layout (20,): qpos (7) | qvel / 10 (7) | fingertip xyz (3) | target xyz (3).
 FINGERTIP = slice(14, 17)
 TARGET = slice(17, 20)
-NEUTRAL_QPOS = np.array([0.0, 1.1, 0.0, -2.0, 0.0, 0.5, 0.0])  # fingertip near (0.47, 0, -0.07)
-# Targets are drawn uniformly from this box (metres, shoulder at the origin); every point of it is reachable.
-TARGET_LOW = np.array([0.30, -0.30, -0.25])
-TARGET_HIGH = np.array([0.60, 0.30, 0.15])
+# Targets are drawn uniformly from this box (world frame).
+TARGET_LOW = np.array([-0.3, -0.2, -0.25])
+TARGET_HIGH = np.array([0.3, 0.2, 0.25])
 
 
 def reacher_reward(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
@@ -31,21 +33,24 @@ def reacher_reward(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
 
 
 class Reacher7DOFEnv(MujocoEnv):
-    """7-DoF torque-controlled arm without gravity; dt 0.02 (timestep 0.01, frame_skip 2); no termination.
+    """7-DoF torque-controlled arm without gravity; dt 0.02 (timestep 0.01, frame_skip 2); never terminates.
 
-    Reset: qpos = neutral pose + U(-0.1, 0.1) (clipped to the joint limits), qvel = 0, target ~ U(box).
+    Reset: qpos = 0, qvel = 0, target ~ U(TARGET_LOW, TARGET_HIGH), then one zero-action step; the observation
+    after that step is the first one. ``fixed_target`` pins the target instead (the reference's ``reset`` in fact
+    overwrites its drawn target with (0.1, 0.1, 0.1); pass that to reproduce it).
     """
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 50}
 
-    def __init__(self, reset_noise_scale: float = 0.1, **kwargs: Any):
-        self._reset_noise_scale = reset_noise_scale
+    def __init__(self, fixed_target: Sequence[float] | None = None, **kwargs: Any):
+        self._fixed_target = None if fixed_target is None else np.asarray(fixed_target, dtype=np.float64)
+        if self._fixed_target is not None and self._fixed_target.shape != (3,):
+            raise ValueError(f"fixed_target must be 3 numbers (x, y, z), got {fixed_target!r}")
         obs_space = spaces.Box(-np.inf, np.inf, shape=(20,), dtype=np.float32)
-        camera = {"distance": 1.6, "azimuth": 120.0, "elevation": -25.0, "lookat": np.array([0.3, 0.0, -0.1])}
+        camera = {"distance": 2.2, "azimuth": 135.0, "elevation": -30.0, "lookat": np.array([0.2, -0.3, 0.0])}
         kwargs.setdefault("default_camera_config", camera)
         super().__init__(XML_PATH, frame_skip=2, observation_space=obs_space, **kwargs)
         self._fingertip = self.model.site("fingertip").id
-        self._joint_low, self._joint_high = self.model.jnt_range.T.copy()
 
     def _step_mujoco_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
         self.data.ctrl[:] = ctrl
@@ -72,9 +77,8 @@ class Reacher7DOFEnv(MujocoEnv):
         return obs, -10.0 * dist, False, False, {"distance": dist}
 
     def reset_model(self) -> np.ndarray:
-        s = self._reset_noise_scale
-        qpos = NEUTRAL_QPOS + self.np_random.uniform(-s, s, size=self.model.nq)
-        qpos = np.clip(qpos, self._joint_low, self._joint_high)
-        self.data.mocap_pos[0] = self.np_random.uniform(TARGET_LOW, TARGET_HIGH)
-        self.set_state(qpos, np.zeros(self.model.nv))  # set_state runs mj_forward: fingertip is up to date
+        target = self.np_random.uniform(TARGET_LOW, TARGET_HIGH)
+        self.data.mocap_pos[0] = target if self._fixed_target is None else self._fixed_target
+        self.set_state(np.zeros(self.model.nq), np.zeros(self.model.nv))
+        self.do_simulation(np.zeros(self.model.nu), self.frame_skip)  # the reference's zero-action step
         return self._get_obs()

@@ -52,14 +52,14 @@ class RandomShooting(ActionOptimizer):
 class CEM(ActionOptimizer):
     """Cross-entropy method: refit a diagonal Gaussian to the ``num_elites`` best of K, ``num_iterations`` times.
 
-    The first population is uniform (or, with ``warm_start``, Gaussian around the previous step's plan shifted
-    by one step); later ones are drawn from the refitted Gaussian and clipped to the action bounds. ``alpha``
+    The first population is uniform, as the brief's CEM (or, with ``warm_start``, Gaussian around the previous
+    step's plan shifted by one step); later ones are drawn from the refitted Gaussian and clipped to the action bounds. ``alpha``
     smooths the refit: ``mean <- alpha * elite_mean + (1 - alpha) * mean`` (the brief's ``cem_alpha``; 1 = no
     smoothing). The plan is the final mean.
     """
 
     def __init__(self, horizon: int = 10, num_sequences: int = 1000, num_iterations: int = 4,
-                 num_elites: int = 5, alpha: float = 1.0, warm_start: bool = True) -> None:
+                 num_elites: int = 5, alpha: float = 1.0, warm_start: bool = False) -> None:
         super().__init__(horizon, num_sequences)
         if not 0 < num_elites <= num_sequences:
             raise ValueError(f"num_elites must be in [1, num_sequences={num_sequences}], got {num_elites}")

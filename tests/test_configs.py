@@ -1,0 +1,107 @@
+"""The brief's configs carry the public reference homework's values (experiments/mpc/*.yaml over mpc_config's
+defaults: ensemble 3, lr 1e-3, K = 1000, train batch 512), and every one of them parses in the CLI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Issue 13, section 4: per config, the reference's num_iters, initial_batch_size, batch_size (on-policy steps per
+# iteration; None = no on-policy collection), num_agent_train_steps_per_iter, num_eval_trajectories (0 = none),
+# mpc_horizon, num_layers x hidden_size, and the env.
+REFERENCE = {
+    "obstacles_1_iter": dict(iters=1, initial=5000, batch=None, train_steps=20, evals=20, horizon=10,
+                             layers=2, hidden=250, env="mbrl/Obstacles-v0"),
+    "obstacles_multi_iter": dict(iters=12, initial=5000, batch=1000, train_steps=20, evals=20, horizon=10,
+                                 layers=2, hidden=250, env="mbrl/Obstacles-v0"),
+    "reacher_multi_iter": dict(iters=15, initial=5000, batch=5000, train_steps=1000, evals=10, horizon=10,
+                               layers=2, hidden=250, env="mbrl/Reacher7DOF-v0"),
+    "reacher_ablation": dict(iters=15, initial=5000, batch=800, train_steps=1000, evals=10, horizon=10,
+                             layers=2, hidden=250, env="mbrl/Reacher7DOF-v0"),
+    "halfcheetah_multi_iter": dict(iters=15, initial=5000, batch=5000, train_steps=1500, evals=10, horizon=15,
+                                   layers=2, hidden=250, env="mbrl/Cheetah-v0"),
+    "halfcheetah_cem": dict(iters=5, initial=5000, batch=5000, train_steps=1500, evals=10, horizon=15,
+                            layers=2, hidden=250, env="mbrl/Cheetah-v0"),
+    "halfcheetah_0_iter": dict(iters=1, initial=20000, batch=None, train_steps=500, evals=0, horizon=None,
+                               layers=1, hidden=32, env="mbrl/Cheetah-v0"),
+}
+EPISODE_LENGTH = {"mbrl/Obstacles-v0": 100, "mbrl/Reacher7DOF-v0": 200, "mbrl/Cheetah-v0": 500}
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / "configs" / "mpc" / f"{name}.yaml").read_text())
+
+
+def callback(cfg: dict, name: str) -> dict | None:
+    for cb in cfg["trainer"]["callbacks"]:
+        if cb["class_path"].endswith(f".{name}"):
+            return cb.get("init_args", {})
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_config_values_are_the_reference(name):
+    ref, cfg = REFERENCE[name], load(name)
+    model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    assert cfg["trainer"]["max_epochs"] == ref["iters"]
+    assert callback(cfg, "CollectRandom")["num_steps"] == ref["initial"]
+    on_policy = callback(cfg, "CollectOnPolicy")
+    if ref["batch"] is None:
+        assert on_policy is None
+    else:
+        assert on_policy["num_steps"] == ref["batch"]
+        # whole episodes side by side, as the reference's sample_trajectories collects them
+        assert on_policy["num_steps"] == on_policy["num_envs"] * EPISODE_LENGTH[ref["env"]]
+    assert data["steps_per_epoch"] == ref["train_steps"]
+    evaluate = callback(cfg, "Evaluate")
+    assert (evaluate["num_episodes"] if evaluate else 0) == ref["evals"]
+    assert data["env_id"] == ref["env"]
+    assert (model["num_layers"], model["hidden_size"]) == (ref["layers"], ref["hidden"])
+    # mpc_config defaults
+    assert model["ensemble_size"] == 3 and model["lr"] == 1e-3 and data["batch_size"] == 512
+    if ref["horizon"] is not None:
+        planner = model["planner"]["init_args"]
+        assert planner["horizon"] == ref["horizon"] and planner["num_sequences"] == 1000
+    assert callback(cfg, "ModelCheckpoint")["save_last"] is True, "every run writes checkpoints/last.ckpt"
+
+
+def test_cem_config_is_the_briefs_cem():
+    """cem_num_iters 4, cem_num_elites 5, cem_alpha 1, and a uniform first population at every planning step."""
+    planner = load("halfcheetah_cem")["model"]["init_args"]["planner"]
+    assert planner["class_path"] == "mbrl_lightning.planning.CEM"
+    args = planner["init_args"]
+    assert (args["num_iterations"], args["num_elites"], args["alpha"], args["warm_start"]) == (4, 5, 1.0, False)
+    for name in set(REFERENCE) - {"halfcheetah_cem", "halfcheetah_0_iter"}:
+        assert load(name)["model"]["init_args"]["planner"]["class_path"] == "mbrl_lightning.planning.RandomShooting"
+
+
+def test_problem_1_variants_differ_from_the_base_only_in_their_named_setting():
+    base = load("halfcheetah_0_iter")
+    for name, key, value in (("halfcheetah_0_iter_lr3e-3", "lr", 0.003),
+                             ("halfcheetah_0_iter_wide", "hidden_size", 250)):
+        variant = load(name)
+        assert variant["model"]["init_args"][key] == value
+        variant["model"]["init_args"][key] = base["model"]["init_args"][key]
+        if name.endswith("wide"):
+            assert variant["model"]["init_args"]["num_layers"] == 2
+            variant["model"]["init_args"]["num_layers"] = base["model"]["init_args"]["num_layers"]
+        variant["trainer"]["logger"]["init_args"]["name"] = base["trainer"]["logger"]["init_args"]["name"]
+        assert variant == base
+
+
+def test_every_config_parses_and_instantiates(tmp_path, monkeypatch):
+    """Each YAML in configs/ builds its trainer, model and DataModule (a wrong key or type would fail here)."""
+    from mbrl_lightning.cli import lightning_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mbrl_lightning"])  # LightningCLI warns when pytest's argv is also there
+    paths = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert len(paths) >= 14
+    for path in paths:
+        cli = lightning_main(["--config", str(path), "--trainer.logger", "false"], run=False)
+        assert cli.model.hparams["obs_dim"] == cli.datamodule.obs_dim, path
