@@ -85,7 +85,9 @@ def main() -> None:
     for horizon in args.horizon:
         for name, optimizer in (("random shooting", RandomShooting(horizon, args.num_sequences)),
                                 ("CEM, 4 iterations", CEM(horizon, args.num_sequences, num_iterations=4,
-                                                          num_elites=5, alpha=1.0))):
+                                                          num_elites=5, alpha=1.0)),
+                                ("CEM, 4 iterations, warm start", CEM(horizon, args.num_sequences, num_iterations=4,
+                                                                      num_elites=5, alpha=1.0, warm_start=True))):
             torch.manual_seed(0)
             policy = MPCPolicy(true_step, 1, get_task(ENV_ID), optimizer, low, high, max_envs=args.episodes)
             returns = torch.tensor(collect(envs, policy, num_episodes=args.episodes, seed=args.seed,

@@ -17,13 +17,21 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from mbrl_lightning.checks import check_positive
 from mbrl_lightning.data import RandomPolicy, collect
 
 
 class MultiStepError(pl.Callback):
-    """Open-loop k-step prediction error of the ensemble mean on fresh random-action episodes."""
+    """Open-loop k-step prediction error of the ensemble mean on fresh random-action episodes.
+
+    Args:
+        horizon: longest open-loop prediction, in steps (errors are logged for k = 1, 2, 4, ... up to it).
+        num_episodes: random-action episodes predicted after each iteration.
+        seed: seed of the episodes' resets and actions (episode i uses ``seed + i``).
+    """
 
     def __init__(self, horizon: int = 10, num_episodes: int = 4, seed: int = 777) -> None:
+        check_positive(horizon=horizon, num_episodes=num_episodes)
         self.horizon, self.num_episodes, self.seed = horizon, num_episodes, seed
 
     @torch.no_grad()

@@ -1,18 +1,31 @@
-"""``python -m mbrl_lightning fit --config configs/....yaml``: LightningCLI with the env dims linked in."""
+"""``python -m mbrl_lightning fit --config configs/....yaml``: LightningCLI with the env dims linked in.
+
+The dispatcher imports Lightning only for ``fit``/``validate`` (``MBRLCLI`` lives in ``lightning_cli``), so
+``theory`` and ``report`` start in about a second.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
-from pytorch_lightning.cli import LightningCLI
+if TYPE_CHECKING:
+    from mbrl_lightning.lightning_cli import MBRLCLI
 
 
-class MBRLCLI(LightningCLI):
-    """LightningCLI whose model receives ``obs_dim``/``act_dim`` from the DataModule's environment."""
+def __getattr__(name: str) -> Any:
+    if name == "MBRLCLI":  # ``from mbrl_lightning.cli import MBRLCLI`` imports Lightning on first use
+        from mbrl_lightning.lightning_cli import MBRLCLI
 
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.obs_dim", "model.init_args.obs_dim", apply_on="instantiate")
-        parser.link_arguments("data.act_dim", "model.init_args.act_dim", apply_on="instantiate")
+        return MBRLCLI
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def cli_kwargs() -> dict[str, Any]:
+    """How every LightningCLI of ours is built (``fit`` and the sweep's up-front check of its trials)."""
+    return dict(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
+                seed_everything_default=0, trainer_defaults={"reload_dataloaders_every_n_epochs": 1},
+                save_config_kwargs={"overwrite": True})
 
 
 def lightning_main(args: list[str] | None = None, run: bool = True) -> MBRLCLI:
@@ -20,17 +33,9 @@ def lightning_main(args: list[str] | None = None, run: bool = True) -> MBRLCLI:
 
     ``run=False`` only parses ``args`` (no subcommand) and instantiates trainer, model and data.
     """
-    return MBRLCLI(
-        model_class=None,
-        datamodule_class=None,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=0,
-        trainer_defaults={"reload_dataloaders_every_n_epochs": 1},
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        run=run,
-    )
+    from mbrl_lightning.lightning_cli import MBRLCLI
+
+    return MBRLCLI(**cli_kwargs(), args=args, run=run)
 
 
 def main(argv: list[str] | None = None) -> None:

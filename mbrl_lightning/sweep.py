@@ -1,4 +1,4 @@
-"""``python -m mbrl_lightning sweep``: run variants of one config side by side (grids, one-at-a-time ablations, seeds).
+"""``python -m mbrl_lightning sweep``: variants of one config run as Ray Tune trials (grids, ablations, seeds).
 
 Example (the brief's Problem 4 ablation: the default run plus each value of each parameter on its own)::
 
@@ -7,65 +7,56 @@ Example (the brief's Problem 4 ablation: the default run plus each value of each
         --grid model.init_args.planner.init_args.num_sequences=500,2000 \\
         --grid model.init_args.planner.init_args.horizon=5,20 [--seeds 0,1] [--dry-run] [-- --trainer.max_epochs 3]
 
-Each variant's YAML is written to ``<root>/<sweep>/configs/<run>.yaml`` with the logger pointed at
-``<root>/<sweep>/<run>``, and run in turn as ``python -m mbrl_lightning fit --config <run>.yaml``. Keys missing
-from the YAML that LightningCLI still accepts (a parameter of the class at that place) go on the command line.
+Each trial is the ordinary ``fit`` of the config, its values given as LightningCLI arguments
+(``--model.init_args.ensemble_size=5``, checked by LightningCLI's parser before anything runs) and its TensorBoard
+logger named after what changed, so it logs to ``<save_dir>/<run name>/version_N`` like any run and ``report``
+reads it. Ray Tune places the trials on the cores, GPUs and machines there are and, when a trial dies, runs it
+again from its ``last.ckpt``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import importlib
-import inspect
+import contextlib
 import itertools
 import json
+import math
 import os
 import shlex
-import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
+import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import yaml
+from pytorch_lightning.callbacks import ModelCheckpoint
 
-TOP_LEVEL_ARGUMENTS = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler", "ckpt_path",
-                       "weights_only")
-DEFAULT_LOGGER = "pytorch_lightning.loggers.TensorBoardLogger"
-_MISSING = object()  # get_dotted: raise KeyError
-_ABSENT = object()
+from mbrl_lightning.cli import MBRLCLI, cli_kwargs, lightning_main
+
+POINTER = "last_ckpt.txt"  # the file of a trial's Ray checkpoint: the path of its run's last.ckpt
 
 
 class SweepError(ValueError):
-    """A bad grid or key; the message names it."""
+    """A bad grid, key or value; the message names it."""
 
 
-@dataclass
-class Variant:
-    """One run of the sweep: its name, what it changes, its YAML and command."""
-
-    name: str
-    changes: dict[str, Any]
-    config: dict[str, Any]
-    overrides: list[str] = field(default_factory=list)
-    config_path: Path | None = None
-    command: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Result:
-    """How one variant's run ended."""
+@dataclass(frozen=True)
+class Trial:
+    """One run of the sweep: its name and its ``fit`` arguments."""
 
     name: str
-    returncode: int
-    seconds: float
-    final_return: float | None
-    run_dir: Path | None
+    args: list[str]
+
+    @property
+    def command(self) -> str:
+        """The same run as a standalone command."""
+        return shlex.join(["python", "-m", "mbrl_lightning", "fit", *self.args])
 
 
-# -- values and keys --------------------------------------------------------------------------------------------
+# -- grid syntax and names ----------------------------------------------------------------------------------------
 def parse_value(text: str) -> Any:
     """A grid value as YAML reads it (``5`` -> int, ``true`` -> bool), with ``1e-3`` read as a float too."""
     value = yaml.safe_load(text) if text.strip() else text
@@ -117,135 +108,17 @@ def short_labels(keys: list[str]) -> dict[str, str]:
     for key, comps in parts.items():
         for n in range(1, len(comps) + 1):
             tail = comps[-n:]
-            clash = [o for o, oc in parts.items() if o != key and oc[-n:] == tail]
-            if not clash:
+            if not any(o != key and oc[-n:] == tail for o, oc in parts.items()):
                 break
         labels[key] = ".".join(tail)
     return labels
 
 
-def get_dotted(tree: Any, key: str, default: Any = _MISSING) -> Any:
-    """The value at a dotted key (list items by index); ``default`` (or KeyError) where the path stops."""
-    node = tree
-    for part in key.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            if default is _MISSING:
-                raise KeyError(key)
-            return default
-    return node
+def plan_changes(defaults: Any, grids: list[tuple[str, list[Any]]], mode: str) -> list[dict[str, Any]]:
+    """The sets of changes, one per run (before seeds).
 
-
-def _missing_at(tree: Any, parts: list[str]) -> int:
-    """Index of the first component of ``parts`` that is not in ``tree`` (``len(parts)`` if all are)."""
-    node = tree
-    for i, part in enumerate(parts):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return i
-    return len(parts)
-
-
-def _init_params(class_path: str) -> set[str] | None:
-    """Parameter names of a class's ``__init__`` (through ``**kwargs`` to the bases); None if not importable."""
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return None
-    params: set[str] = set()
-    for klass in inspect.getmro(cls):
-        if "__init__" not in vars(klass):
-            continue
-        sig = inspect.signature(klass.__init__)
-        params |= {p.name for p in sig.parameters.values()
-                   if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
-        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-            break
-    return params
-
-
-def known_argument(config: dict[str, Any], key: str) -> bool:
-    """Whether LightningCLI accepts ``key`` although the YAML lacks it: the first missing component is a
-    parameter of the class configured there (``trainer.*`` -> ``Trainer``, ``.../init_args/x`` -> class_path's
-    class), or a top-level LightningCLI argument."""
-    parts = key.split(".")
-    m = _missing_at(config, parts)
-    if m == len(parts):
-        return True
-    if m == 0:
-        return parts[0] in TOP_LEVEL_ARGUMENTS
-    parent = get_dotted(config, ".".join(parts[:m]))
-    name = parts[m]
-    if parts[:m] == ["trainer"]:
-        allowed = _init_params("pytorch_lightning.Trainer")
-    elif isinstance(parent, dict) and "class_path" in parent and name == "init_args":
-        if m + 1 == len(parts):
-            return False
-        allowed, name = _init_params(str(parent["class_path"])), parts[m + 1]
-    elif m >= 2 and parts[m - 1] == "init_args":
-        owner = get_dotted(config, ".".join(parts[:m - 1]))
-        if not (isinstance(owner, dict) and "class_path" in owner):
-            return False
-        allowed = _init_params(str(owner["class_path"]))
-    else:
-        return False
-    return allowed is not None and name in allowed
-
-
-def set_dotted(config: dict[str, Any], key: str, value: Any) -> bool:
-    """Set ``key`` in the nested config. Returns False (config untouched) where the YAML lacks the path but
-    LightningCLI accepts it (pass it on the command line); raises SweepError naming the key otherwise."""
-    parts = key.split(".")
-    m = _missing_at(config, parts)
-    if m < len(parts):
-        if known_argument(config, key):
-            return False
-        where = ".".join(parts[:m]) or "the top level"
-        node = get_dotted(config, ".".join(parts[:m])) if m else config
-        have = sorted(map(str, node)) if isinstance(node, dict) else []
-        hint = f" (keys there: {', '.join(have)})" if have else ""
-        raise SweepError(f"unknown config key {key!r}: {parts[m]!r} is not under {where}{hint}, "
-                         "nor an argument LightningCLI accepts there")
-    node: Any = config
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if isinstance(node, list):
-        node[int(parts[-1])] = value
-    else:
-        node[parts[-1]] = value
-    return True
-
-
-def set_logger(config: dict[str, Any], save_dir: str, name: str) -> None:
-    """Point the run's TensorBoard logger at ``save_dir/name`` (adding one if the config has none)."""
-    trainer = config.setdefault("trainer", {})
-    logger = trainer.get("logger")
-    loggers = logger if isinstance(logger, list) else [logger]
-    found = False
-    for item in loggers:
-        if isinstance(item, dict) and str(item.get("class_path", "")).endswith("TensorBoardLogger"):
-            item["init_args"] = {**(item.get("init_args") or {}), "save_dir": save_dir, "name": name}
-            found = True
-    if not found:  # no TensorBoard logger (or logger: false): add one, the report reads its event files
-        tb = {"class_path": DEFAULT_LOGGER, "init_args": {"save_dir": save_dir, "name": name}}
-        kept = [item for item in loggers if isinstance(item, dict)]
-        trainer["logger"] = [*kept, tb] if kept else tb
-
-
-# -- planning the variants --------------------------------------------------------------------------------------
-def plan_changes(config: dict[str, Any], grids: list[tuple[str, list[Any]]], mode: str,
-                 ) -> list[dict[str, Any]]:
-    """The sets of changes, one per variant (before seeds).
-
-    ``product``: every combination. ``one-at-a-time``: the unchanged config first, then each value of each
-    grid on its own, the others at the YAML's values (a value equal to the YAML's is the default run itself).
+    ``product``: every combination. ``one-at-a-time``: the unchanged config first, then each value of each grid on
+    its own, the others at their defaults (``defaults.get(key)``; a value equal to its default is the default run).
     """
     keys = [k for k, _ in grids]
     if len(set(keys)) != len(keys):
@@ -254,128 +127,164 @@ def plan_changes(config: dict[str, Any], grids: list[tuple[str, list[Any]]], mod
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in grids))]
     if mode != "one-at-a-time":
         raise SweepError(f"--mode {mode!r}: expected product or one-at-a-time")
-    variants: list[dict[str, Any]] = [{}]
+    changes: list[dict[str, Any]] = [{}]
     for key, values in grids:
-        default = get_dotted(config, key, _ABSENT)
-        variants += [{key: v} for v in values if default is _ABSENT or _fmt_value(v) != _fmt_value(default)]
-    return variants
+        changes += [{key: v} for v in values if _fmt_value(v) != _fmt_value(defaults.get(key))]
+    return changes
 
 
-def _cli_value(value: Any) -> str:
-    return value if isinstance(value, str) else _fmt_value(value)
+# -- the trials, checked by LightningCLI's parser ---------------------------------------------------------------
+class _ParseOnly(MBRLCLI):
+    """The ``fit`` command's parser, defaults and checks, building nothing: validates every trial up front."""
+
+    def instantiate_classes(self) -> None:
+        """Nothing to build: only the parsed config is wanted."""
 
 
-def plan_sweep(config_path: Path, grids: list[tuple[str, list[Any]]], mode: str = "one-at-a-time",
-               seeds: list[int] | None = None, root: Path = Path("runs/sweeps"), name: str | None = None,
-               extra_args: list[str] | None = None) -> list[Variant]:
-    """Every variant with its name, YAML (not yet written) and command."""
-    with open(config_path) as f:
-        base = yaml.safe_load(f)
-    if not isinstance(base, dict):
-        raise SweepError(f"{config_path}: not a YAML mapping")
+@contextlib.contextmanager
+def _args_from_python() -> Any:
+    """LightningCLI warns when handed arguments while ``sys.argv`` has some: the sweep does so by design."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        yield
+
+
+def _parser(args: list[str]) -> _ParseOnly:
+    try:
+        with _args_from_python():  # built as `fit` builds its CLI, raising instead of exiting
+            return _ParseOnly(**cli_kwargs(), parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
+                              run=False, args=args)
+    except Exception as err:  # jsonargparse's ArgumentError and what a class raises while its arguments are checked
+        raise SweepError(f"{shlex.join(args)}: {err}") from err
+
+
+def plan_sweep(config: Path, grids: list[tuple[str, list[Any]]], mode: str = "one-at-a-time",
+               seeds: list[int] | None = None, name: str | None = None, extra_args: list[str] | None = None,
+               ) -> tuple[list[Trial], Path]:
+    """Every trial with its name and checked ``fit`` arguments, and the folder their runs log to."""
     if seeds and any(k == "seed_everything" for k, _ in grids):
         raise SweepError("give seeds either with --seeds or with --grid seed_everything=..., not both")
-    sweep = name or Path(config_path).stem
-    labels = short_labels([k for k, _ in grids] + (["seed_everything"] if seeds else []))
-    labels["seed_everything"] = "seed"
-    save_dir = str(Path(root) / sweep)
-    variants = []
-    for changes in plan_changes(base, grids, mode):
-        for seed in (seeds or [None]):
+    extra = list(extra_args or [])
+    cli = _parser(["--config", str(config), *extra])
+    logger = cli.config.get("trainer.logger")
+    if not str(getattr(logger, "class_path", "")).endswith("TensorBoardLogger"):
+        raise SweepError(f"{config}: trainer.logger must be one TensorBoardLogger (the report reads its event "
+                         f"files; the run names go in its init_args.name), got {logger!r}")
+    sweep = name or Path(config).stem
+    labels = {**short_labels([k for k, _ in grids]), "seed_everything": "seed"}
+    trials = []
+    for changes in plan_changes(cli.config, grids, mode):
+        for seed in seeds or [None]:
             full = dict(changes) if seed is None else {**changes, "seed_everything": seed}
-            run_name = "__".join([sweep] + [f"{labels[k]}={_name_value(v)}" for k, v in full.items()])
-            config = copy.deepcopy(base)
-            overrides = []
-            for key, value in full.items():
-                if not set_dotted(config, key, value):
-                    overrides.append(f"--{key}={_cli_value(value)}")
-            set_logger(config, save_dir, run_name)
-            path = Path(root) / sweep / "configs" / f"{run_name}.yaml"
-            command = [sys.executable, "-m", "mbrl_lightning", "fit", "--config", str(path), *overrides,
-                       *(extra_args or [])]
-            variants.append(Variant(run_name, full, config, overrides, path, command))
-    names = [v.name for v in variants]
+            run = "__".join([sweep] + [f"{labels[k]}={_name_value(v)}" for k, v in full.items()])
+            args = ["--config", str(config), *(f"--{k}={v if isinstance(v, str) else _fmt_value(v)}"
+                                               for k, v in full.items()),
+                    f"--trainer.logger.init_args.name={run}", *extra]
+            try:
+                cli.parser.parse_args(args)
+            except Exception as err:
+                raise SweepError(f"run {run}: {err}") from err
+            trials.append(Trial(run, args))
+    names = [t.name for t in trials]
     if len(set(names)) != len(names):
-        raise SweepError("two variants got the same name: " + ", ".join(sorted({n for n in names
-                                                                                if names.count(n) > 1})))
-    return variants
+        raise SweepError("two runs got the same name: " + ", ".join(sorted({n for n in names if names.count(n) > 1})))
+    return trials, Path(logger.init_args.save_dir)
 
 
-def write_config(variant: Variant, source: Path) -> Path:
-    """Write the variant's YAML (with a header saying where it came from)."""
-    assert variant.config_path is not None
-    variant.config_path.parent.mkdir(parents=True, exist_ok=True)
-    changed = ", ".join(f"{k}={_fmt_value(v)}" for k, v in variant.changes.items()) or "nothing (the default)"
-    header = (f"# generated by `python -m mbrl_lightning sweep` from {source}\n# changed: {changed}\n"
-              + (f"# command-line overrides: {' '.join(variant.overrides)}\n" if variant.overrides else ""))
-    variant.config_path.write_text(header + yaml.safe_dump(variant.config, sort_keys=False))
-    return variant.config_path
+# -- running on Ray Tune ----------------------------------------------------------------------------------------
+class ReportToTune(pl.Callback):
+    """Each iteration's logged scalars to Ray Tune, with the run's ``last.ckpt`` as the trial's checkpoint (a file
+    naming it, so Ray copies no weights): a trial that Ray retries goes on from there."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from ray import tune
+
+        if not trainer.is_global_zero:
+            return
+        metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        metrics["iteration"] = trainer.current_epoch + 1
+        ckpt = trainer.checkpoint_callback
+        if not (isinstance(ckpt, ModelCheckpoint) and ckpt.save_last and ckpt.dirpath):
+            tune.report(metrics)
+            return
+        last = Path(ckpt.dirpath, ckpt.CHECKPOINT_NAME_LAST + ckpt.FILE_EXTENSION).resolve()
+        with tempfile.TemporaryDirectory() as folder:  # this epoch's last.ckpt is written after this callback
+            Path(folder, POINTER).write_text(str(last))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-# -- running ----------------------------------------------------------------------------------------------------
-def _versions(folder: Path) -> set[Path]:
-    return {p for p in folder.glob("version_*") if p.is_dir()} if folder.is_dir() else set()
+def _trial(config: dict[str, Any], runs: dict[str, list[str]], cwd: str, sys_path: list[str]) -> None:
+    """One trial on a Ray worker: ``fit`` with its run's arguments, from its ``last.ckpt`` when Ray retries it."""
+    from ray import tune
+
+    os.chdir(cwd)  # relative paths in the config mean what they mean to the driver
+    sys.path.extend(p for p in sys_path if p not in sys.path)  # class_paths the driver imports (a user's callback)
+    args = ["fit", *runs[config["run"]], f"--trainer.callbacks+={__name__}.ReportToTune"]
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            last = Path(folder, POINTER).read_text()
+        if Path(last).is_file():
+            args.append(f"--ckpt_path={last}")
+    with _args_from_python():
+        lightning_main(args)
 
 
-def final_return(run_dir: Path | None) -> float | None:
-    """The last ``eval/return`` in the run folder's event files (None if it has none)."""
-    if run_dir is None or not any(run_dir.glob("events.out.tfevents.*")):
-        return None
-    from mbrl_lightning.report.runs import read_scalars
-
-    values = read_scalars(run_dir).get("eval/return")
-    return float(values[1][-1]) if values is not None and len(values[1]) else None
+def _trial_name(trial: Any) -> str:
+    return trial.config["run"]
 
 
-def run_variant(variant: Variant, save_dir: Path, log_dir: Path) -> Result:
-    """Run one variant in a subprocess, its output shown and kept in ``log_dir/<name>.log``."""
-    run_folder = save_dir / variant.name
-    before = _versions(run_folder)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_dir / f"{variant.name}.log", "wb") as log:
-        proc = subprocess.Popen(variant.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        assert proc.stdout is not None
-        try:
-            while chunk := proc.stdout.read1(65536):
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-                log.write(chunk)
-            code = proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
-            proc.wait()
-            raise
-    seconds = time.perf_counter() - start
-    new = sorted(_versions(run_folder) - before, key=lambda p: int(p.name.split("_")[-1]))
-    run_dir = new[-1] if new else None
-    return Result(variant.name, code, seconds, final_return(run_dir), run_dir)
+def run_trials(trials: list[Trial], storage: Path, sweep: str, address: str | None = None, cpus: float = 1,
+               gpus: float = 0, max_failures: int = 1) -> Any:
+    """Run the trials on Ray Tune (local Ray, or the cluster at ``address``), ``cpus``/``gpus`` each and
+    ``OMP_NUM_THREADS`` = ``cpus``; a failed trial is retried up to ``max_failures`` times. Returns Ray's
+    ``ResultGrid``."""
+    import ray
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # Ray's own event files would show up as runs in `report`
+    threads = str(max(1, math.floor(cpus)))
+    # RAY_worker_niceness: Ray runs its workers at +15 niceness by default, so a trial starves next to a plain `fit`
+    env = {"runtime_env": {"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                                        "RAY_worker_niceness": "0"}}}
+    if address:
+        ray.init(address=address, **env)
+    else:  # "local": a new Ray in this process, not a cluster that happens to run on this machine
+        ray.init(address="local", include_dashboard=False, **env)
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(_trial, runs={t.name: t.args for t in trials}, cwd=os.getcwd(),
+                                                     sys_path=list(sys.path)), {"cpu": cpus, "gpu": gpus}),
+            param_space={"run": tune.grid_search([t.name for t in trials])},
+            tune_config=tune.TuneConfig(trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(name=sweep, storage_path=str(storage.resolve()), callbacks=[JsonLoggerCallback()],
+                                      failure_config=tune.FailureConfig(max_failures=max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+        return tuner.fit()
+    finally:
+        ray.shutdown()
 
 
-def format_summary(results: list[Result]) -> str:
-    """A table: run, exit code, wall time, final eval/return."""
-    rows = [("run", "exit", "wall time", "final eval/return")]
-    for r in results:
-        ret = "—" if r.final_return is None else f"{r.final_return:.4g}"
-        rows.append((r.name, str(r.returncode), f"{r.seconds:.1f} s", ret))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
-                                                                                                     strict=True)))
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    failed = [r.name for r in results if r.returncode != 0]
-    lines.append(f"{len(results) - len(failed)}/{len(results)} runs succeeded"
-                 + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return "\n".join(lines)
+def summary(results: Any) -> str:
+    """Ray's results (a ``ResultGrid``) as a table: run, status, iterations, final eval/return, time in the trial."""
+    import pandas as pd
+
+    keys = ("iteration", "eval/return", "time_total_s")
+    table = pd.DataFrame([{"run": r.config["run"], "status": "FAILED" if r.error else "ok",
+                           **{k: (r.metrics or {}).get(k) for k in keys}} for r in results])
+    failed = table["run"][table["status"] != "ok"].tolist()
+    return (table.to_string(index=False, float_format="{:.4g}".format) + f"\n{len(table) - len(failed)}/{len(table)}"
+            " runs succeeded" + (f"; failed: {', '.join(failed)}" if failed else ""))
 
 
+# -- command line -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of the ``sweep`` command (LightningCLI arguments for every run go after ``--``)."""
     p = argparse.ArgumentParser(
         prog="python -m mbrl_lightning sweep",
-        description="Run variants of one config in sequence, each logged to <root>/<sweep>/<run name>.",
-        epilog="Arguments after -- are passed to every `python -m mbrl_lightning fit` call.")
+        description="Run variants of one config as Ray Tune trials, each logged to <save_dir>/<run name>.",
+        epilog="Arguments after -- go to every run's `fit` (e.g. -- --trainer.logger.init_args.save_dir runs/x).")
     p.add_argument("--config", type=Path, required=True, help="the base YAML (e.g. configs/mpc/reacher_ablation.yaml)")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="dotted config key and its values; repeat for several keys")
@@ -383,14 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one-at-a-time (default for several --grid): the default run plus each value alone; "
                         "product (default for one --grid): every combination")
     p.add_argument("--seeds", type=str, default=None, help="comma-separated seed_everything values, e.g. 0,1")
-    p.add_argument("--root", type=Path, default=Path("runs/sweeps"), help="where sweeps go (default runs/sweeps)")
-    p.add_argument("--name", default=None, help="sweep name (default: the config file's name)")
-    p.add_argument("--dry-run", action="store_true", help="write the variant YAMLs and print the commands only")
+    p.add_argument("--name", default=None, help="sweep name, the start of every run name (default: the config's)")
+    p.add_argument("--address", default=None,
+                   help="join the Ray cluster at HOST:PORT (default: a local Ray, started in this process)")
+    p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs per trial, also its OMP_NUM_THREADS")
+    p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs per trial (fractions share a GPU)")
+    p.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial, each from its last.ckpt")
+    p.add_argument("--dry-run", action="store_true", help="check every run's arguments and print the commands only")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry; returns the exit code (1 if any run failed, 2 for a bad grid or key)."""
+    """Command line entry; returns the exit code (1 if any run failed, 2 for a bad grid, key or value)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
@@ -405,34 +318,24 @@ def main(argv: list[str] | None = None) -> int:
         seeds = parse_seeds(args.seeds) if args.seeds else None
         if not args.config.is_file():
             raise SweepError(f"--config {args.config}: no such file")
-        variants = plan_sweep(args.config, grids, mode, seeds, args.root, args.name, extra)
+        trials, save_dir = plan_sweep(args.config, grids, mode, seeds, args.name, extra)
     except SweepError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    sweep_dir = args.root / (args.name or args.config.stem)
-    for v in variants:
-        write_config(v, args.config)
-    print(f"sweep {sweep_dir.name}: {len(variants)} runs ({mode}{', seeds ' + args.seeds if seeds else ''}), "
-          f"logs in {sweep_dir}")
+    sweep = args.name or args.config.stem
+    print(f"sweep {sweep}: {len(trials)} runs ({mode}{', seeds ' + args.seeds if seeds else ''}), "
+          f"logged to {save_dir}/<run>:\n" + "\n".join(t.command for t in trials), flush=True)
     if args.dry_run:
-        for v in variants:
-            print(shlex.join(v.command))
         return 0
-    results: list[Result] = []
     try:
-        for i, v in enumerate(variants, start=1):
-            print(f"\n=== [{i}/{len(variants)}] {v.name}\n$ {shlex.join(v.command)}", flush=True)
-            result = run_variant(v, sweep_dir, sweep_dir / "logs")
-            if result.returncode != 0:
-                print(f"=== {v.name} FAILED (exit code {result.returncode}); see {sweep_dir / 'logs' / v.name}.log",
-                      flush=True)
-            results.append(result)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        print(format_summary(results))
-        return 130
-    print("\n" + format_summary(results))
-    return 1 if any(r.returncode != 0 for r in results) else 0
+        import ray  # noqa: F401
+    except ImportError:
+        print('error: sweeps run on Ray Tune: pip install -e ".[sweep]"', file=sys.stderr)
+        return 2
+    results = run_trials(trials, save_dir / "tune", sweep, args.address, args.cpus_per_trial, args.gpus_per_trial,
+                         args.max_failures)
+    print("\n" + summary(results))
+    return 1 if results.errors else 0
 
 
 if __name__ == "__main__":

@@ -68,3 +68,33 @@ def test_missing_field():
     del b["next_obs"]
     with pytest.raises(KeyError, match="next_obs"):
         ReplayBuffer(8, 3, 2).add(b)
+
+
+def test_checkpointed_ring_goes_on_as_if_never_saved_after_it_wrapped(tmp_path):
+    """Save/load through the DataModule state (what a checkpoint holds) with the write pointer mid-ring."""
+    from mbrl_lightning.data import ReplayDataModule
+
+    def make():
+        return ReplayDataModule("mbrl/Obstacles-v0", capacity=10, batch_size=4, steps_per_epoch=1)
+
+    def rows(n, start):
+        b = batch(n, obs_dim=4, start=start)
+        return {**b, "act": b["act"][:, :2]}
+
+    uninterrupted, saved = make(), make()
+    for dm in (uninterrupted, saved):
+        dm.add(rows(7, 0))
+        dm.add(rows(6, 100))
+    assert saved.buffer.ptr == 3 and len(saved.buffer) == 10  # wrapped, pointer mid-ring
+    torch.save(saved.state_dict(), tmp_path / "dm.pt")
+    resumed = make()
+    resumed.load_state_dict(torch.load(tmp_path / "dm.pt", weights_only=True))
+    for n, start in ((2, 200), (9, 300)):  # the next writes land where they would have, wrapping again
+        uninterrupted.add(rows(n, start))
+        resumed.add(rows(n, start))
+        for field in ("obs", "act", "next_obs", "reward", "terminated"):
+            assert torch.equal(getattr(resumed.buffer, field), getattr(uninterrupted.buffer, field)), field
+        assert (resumed.buffer.ptr, resumed.buffer.total_added) == (uninterrupted.buffer.ptr,
+                                                                     uninterrupted.buffer.total_added)
+    gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(resumed.buffer.sample(20, gen_a)["reward"], uninterrupted.buffer.sample(20, gen_b)["reward"])

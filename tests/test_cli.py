@@ -1,9 +1,11 @@
 """The command line: a tiny config runs end to end; bad configs fail naming the problem."""
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -53,6 +55,32 @@ def test_env_without_reward_function_is_named(tmp_path):
 def test_help_and_print_config(tmp_path):
     proc = run_cli("fit", "--help", cwd=tmp_path)
     assert proc.returncode == 0 and "--config" in proc.stdout
+    help_text = " ".join(proc.stdout.split())  # argparse wraps lines
+    for choice in ("mbrl_lightning.agents.MPCAgent", "mbrl_lightning.agents.SAC", "mbrl_lightning.agents.MBPO",
+                   "mbrl_lightning.data.ReplayDataModule"):  # the choices of --model / --data
+        assert choice in help_text, choice
+    assert "Tip:" not in proc.stdout + proc.stderr
+    proc = run_cli("fit", "--model.help", "MPCAgent", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "members E of the dynamics ensemble" in " ".join(proc.stdout.split())  # from the docstring's Args
     proc = run_cli("fit", "--config", str(TINY), "--print_config", cwd=tmp_path)
     assert proc.returncode == 0
     assert "mbrl_lightning.planning.RandomShooting" in proc.stdout and "num_sequences: 50" in proc.stdout
+
+
+CONFIGURABLE = ["mbrl_lightning.agents.MPCAgent", "mbrl_lightning.agents.SAC", "mbrl_lightning.agents.MBPO",
+                "mbrl_lightning.models.DynamicsEnsemble", "mbrl_lightning.data.ReplayDataModule",
+                "mbrl_lightning.callbacks.CollectRandom", "mbrl_lightning.callbacks.CollectOnPolicy",
+                "mbrl_lightning.callbacks.Evaluate", "mbrl_lightning.callbacks.ProgressReport",
+                "mbrl_lightning.planning.RandomShooting", "mbrl_lightning.planning.CEM",
+                "mbrl_lightning.planning.ICEM", "mbrl_lightning.planning.MPPI"]
+
+
+@pytest.mark.parametrize("class_path", CONFIGURABLE)
+def test_every_constructor_argument_has_a_help_line(class_path):
+    """``--model.help``/``--data.help`` print each argument's line from the class docstring's ``Args:``."""
+    from jsonargparse._parameter_resolvers import get_signature_parameters
+
+    module, name = class_path.rsplit(".", 1)
+    params = get_signature_parameters(getattr(importlib.import_module(module), name))
+    assert [p.name for p in params if not p.doc] == []

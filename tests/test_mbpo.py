@@ -192,3 +192,50 @@ def test_tiny_config_runs_end_to_end(tmp_path):
     assert ckpt["ReplayDataModule"]["buffer"]["size"] == 300 + 100
     assert ckpt["mbpo"]["model_buffer"]["size"] == 2 * 3 * 10 * 3  # 2 iterations x 3 rounds x 10 starts x L=3
     assert len(ckpt["optimizer_states"]) == 3  # actor, critics, dynamics
+
+
+def two_regime_transitions(n: int) -> dict:
+    """Obstacles-shaped data whose first half (y > 0.5) moves x by +0.5 and second half (y < -0.5) by -0.5."""
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.rand(n, 4, generator=gen) * 2 - 1
+    obs[: n // 2, 1] = 0.5 + 0.5 * obs[: n // 2, 1].abs()
+    obs[n // 2:, 1] = -0.5 - 0.5 * obs[n // 2:, 1].abs()
+    obs[:, 2:] = torch.tensor([0.7, -0.8])
+    next_obs = obs.clone()
+    next_obs[:, 0] += torch.where(obs[:, 1] > 0, 0.5, -0.5)
+    return {"obs": obs, "act": torch.rand(n, 2, generator=gen) * 2 - 1, "next_obs": next_obs,
+            "reward": torch.zeros(n), "terminated": torch.zeros(n, dtype=torch.bool)}
+
+
+@pytest.fixture(scope="module")
+def two_regime_run(tmp_path_factory):
+    """One MBPO iteration on a real buffer holding the two regimes in its two halves (no env steps at all)."""
+    torch.set_num_threads(1)
+    dm = ReplayDataModule("mbrl/Obstacles-v0", capacity=2000, batch_size=32, steps_per_epoch=1)
+    dm.add(two_regime_transitions(1000))
+    pl.seed_everything(0)
+    mbpo = MBPO(dm.obs_dim, dm.act_dim, rollout_length=1, rollout_batch_size=200, rollout_every=1,
+                model_train_steps=300, model_batch_size=64, model_ensemble_size=2, model_hidden_size=32,
+                model_lr=3e-3, hidden_size=16, model_buffer_capacity=1000)
+    trainer_for(tmp_path_factory.mktemp("mbpo"), 1, []).fit(mbpo, datamodule=dm)
+    return dm, mbpo
+
+
+def test_rollouts_start_from_states_across_the_real_buffer(two_regime_run):
+    dm, mbpo = two_regime_run
+    real = dm.buffer.all()["obs"]
+    starts = mbpo.model_buffer.all()["obs"][:200]  # L = 1: one model step per start, in start order
+    match = (starts[:, None] == real[None]).all(-1)  # (starts, real rows)
+    assert match.any(1).all()  # every start is a state of the real buffer
+    rows = match.float().argmax(1)
+    assert (rows < 500).sum() > 50 and (rows >= 500).sum() > 50  # drawn from both halves, not a fixed slice
+
+
+def test_model_trains_on_samples_across_the_whole_real_buffer(two_regime_run):
+    dm, mbpo = two_regime_run
+    data = dm.buffer.all()
+    with torch.no_grad():
+        dx = (mbpo.dynamics.predict_next(data["obs"], data["act"]).mean(0) - data["obs"])[:, 0]
+    error = (dx - (data["next_obs"] - data["obs"])[:, 0]).abs()
+    # each half's dynamics is learned only from that half's rows (a model of one half predicts +-0.5 wrong by 1)
+    assert error[:500].mean() < 0.15 and error[500:].mean() < 0.15, (error[:500].mean(), error[500:].mean())

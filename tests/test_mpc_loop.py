@@ -11,10 +11,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mbrl_lightning.agents import MPCAgent
 from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom, Evaluate
-from mbrl_lightning.data import ReplayDataModule
+from mbrl_lightning.data import RandomPolicy, ReplayDataModule, collect
 from mbrl_lightning.envs import get_task
 from mbrl_lightning.planning import CEM
 
@@ -37,20 +38,24 @@ def test_each_iteration_adds_exactly_the_configured_steps(tmp_path):
     dm = ReplayDataModule("mbrl/Obstacles-v0", batch_size=32, steps_per_epoch=10)
     model = MPCAgent(dm.obs_dim, dm.act_dim, planner=CEM(horizon=4, num_sequences=40, num_iterations=2,
                                                           num_elites=5), ensemble_size=2, hidden_size=32)
-    sizes = BufferSizes()
+    sizes, evaluate = BufferSizes(), Evaluate(num_episodes=3, num_envs=2)
     trainer = pl.Trainer(
         max_epochs=3, logger=TensorBoardLogger(tmp_path), enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, reload_dataloaders_every_n_epochs=1, log_every_n_steps=1,
-        callbacks=[CollectRandom(num_steps=250), Evaluate(num_episodes=3, num_envs=2),
-                   CollectOnPolicy(num_steps=70, num_envs=3), sizes],
+        callbacks=[CollectRandom(num_steps=250), evaluate, CollectOnPolicy(num_steps=70, num_envs=3), sizes],
     )
     trainer.fit(model, datamodule=dm)
     assert sizes.sizes == [250, 320, 390]  # the dataloader of each iteration saw the new data
     assert len(dm.buffer) == 390  # nothing collected after the last iteration
     assert "eval/return" in trainer.callback_metrics
-    ret = trainer.callback_metrics["eval/return"].item()
-    assert -100 * 2.5 <= ret <= 0  # 100-step episodes of -distance (at most ~2.5 from the goal)
     assert trainer.callback_metrics["eval/ep_len"].item() <= 100
+    # the MPC agent beats random actions from the same start states (episode i resets with evaluate.seed + i)
+    ret = trainer.callback_metrics["eval/return"].item()
+    envs = [dm.make_env() for _ in range(3)]
+    random_returns = [collect(envs, RandomPolicy(dm.action_low, dm.action_high, seed), num_episodes=3,
+                              seed=evaluate.seed, progress=False).returns for seed in range(3)]
+    random_mean = sum(map(sum, random_returns)) / 9
+    assert ret > random_mean + 0.25 * abs(random_mean), (ret, random_mean)
 
 
 def run(args, cwd, **kw):
@@ -61,6 +66,15 @@ def run(args, cwd, **kw):
 
 def load(path):
     return torch.load(path, weights_only=True)
+
+
+def assert_one_run_with_one_curve(runs, iterations):
+    """A resumed run logs on into its own ``version_0``: TensorBoard shows one eval curve, one point per iteration."""
+    assert [p.name for p in runs.iterdir()] == ["version_0"]
+    events = EventAccumulator(str(runs / "version_0"), size_guidance={"scalars": 0})
+    events.Reload()
+    steps = [e.step for e in events.Scalars("eval/return")]
+    assert len(steps) == iterations and steps == sorted(set(steps)), steps
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +104,8 @@ def test_resume_after_sigkill_continues_with_the_same_buffer(tmp_path, reference
     resumed = run(["--ckpt_path", str(last)], kill_dir)
     out = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, out[-3000:]
-    final = load(kill_dir / "runs/tiny_obstacles/version_1/checkpoints/last.ckpt")
+    final = load(last)  # the resumed run goes on in the same run folder
+    assert_one_run_with_one_curve(kill_dir / "runs/tiny_obstacles", iterations=4)
 
     kept, now = killed["ReplayDataModule"]["buffer"], final["ReplayDataModule"]["buffer"]
     n = kept["size"]
@@ -113,7 +128,8 @@ def test_a_finished_run_extended_by_resume_collects_its_skipped_batch(tmp_path, 
     longer = run(["--ckpt_path", str(last)], tmp_path)  # max_epochs 4
     out = longer.communicate(timeout=600)[0]
     assert longer.returncode == 0, out[-3000:]
-    final = load(tmp_path / "runs/tiny_obstacles/version_1/checkpoints/last.ckpt")
+    final = load(last)
+    assert_one_run_with_one_curve(tmp_path / "runs/tiny_obstacles", iterations=4)
     now = final["ReplayDataModule"]["buffer"]
     assert now["size"] == 300 + 3 * 100 and final["epoch"] == reference["epoch"]
     for field in ("obs", "act", "next_obs"):  # the same data as the uninterrupted 4-iteration run

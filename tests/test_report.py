@@ -184,7 +184,8 @@ def test_resumed_run_is_merged_with_the_run_it_continues(tmp_path):
     first = fit(tmp_path, config)
     (ckpt,) = (logs / "obstacles_multi_iter" / "version_0" / "checkpoints").glob("*.ckpt")
     config["trainer"]["max_epochs"] = 2
-    resumed = fit(tmp_path, config, "--ckpt_path", str(ckpt))  # logs to version_1
+    # an explicit logger version: the resumed run logs to version_1 (without one it goes on in version_0)
+    resumed = fit(tmp_path, config, "--ckpt_path", str(ckpt), "--trainer.logger.init_args.version", "1")
     assert (logs / "obstacles_multi_iter" / "version_1").is_dir()
     data = build_report(load_runs(logs))
     (panel,) = figure(data, "problem3_multi_iter").panels

@@ -60,10 +60,12 @@ def test_squashed_gaussian_log_prob_matches_torch_distributions():
     assert torch.allclose(sac.from_env_action(sac.to_env_action(action)), action, atol=1e-6)
 
 
+@pytest.mark.parametrize("num_critics", [2, 3])
 @pytest.mark.parametrize("backup", ["min", "mean", "doubleq"])
-def test_critic_backups(backup):
+def test_critic_backups(backup, num_critics):
     torch.manual_seed(0)
-    sac = SAC(obs_dim=4, act_dim=2, hidden_size=16, num_critics=2, backup=backup, discount=0.9, temperature=0.2)
+    n = num_critics
+    sac = SAC(obs_dim=4, act_dim=2, hidden_size=16, num_critics=n, backup=backup, discount=0.9, temperature=0.2)
     B = 32
     batch = {"obs": torch.randn(B, 4), "act": torch.rand(B, 2) * 2 - 1, "next_obs": torch.randn(B, 4),
              "reward": torch.randn(B), "terminated": torch.arange(B) % 4 == 0}
@@ -72,13 +74,49 @@ def test_critic_backups(backup):
     torch.manual_seed(5)
     with torch.no_grad():
         next_action, next_log_prob = sac.sample_action(batch["next_obs"])
-        q = sac.q_values(batch["next_obs"], next_action, target=True)  # (2, B)
-    expected_q = {"min": q.min(0).values.expand(2, B), "mean": q.mean(0).expand(2, B), "doubleq": q.flip(0)}[backup]
+        q = sac.q_values(batch["next_obs"], next_action, target=True)  # (N, B)
+    # doubleq: critic i bootstraps from target critic i + 1 (the last one from the first)
+    expected_q = {"min": q.min(0).values.expand(n, B), "mean": q.mean(0).expand(n, B),
+                  "doubleq": torch.stack([q[(i + 1) % n] for i in range(n)])}[backup]
     expected = batch["reward"] + 0.9 * (~batch["terminated"]) * (expected_q - 0.2 * next_log_prob)
-    assert torch.allclose(target.expand(2, B), expected, atol=1e-6)
+    assert torch.allclose(target.expand(n, B), expected, atol=1e-6)
     # terminal transitions do not bootstrap
     done = batch["terminated"]
     assert torch.allclose(target[:, done], batch["reward"][done].expand(target.shape[0], -1))
+
+
+def bare_updates(sac):
+    """Let ``sac.update`` step its raw optimisers without a Trainer."""
+    opts = sac.configure_optimizers()
+    sac.optimizers = lambda: opts
+    sac.manual_backward = lambda loss: loss.backward()
+
+
+@pytest.mark.parametrize("log_std,moves", [(-5.0, "up"), (0.0, "down")])
+def test_temperature_rises_below_the_target_entropy_and_falls_above_it(log_std, moves):
+    torch.manual_seed(0)
+    act_dim = 3
+    sac = SAC(obs_dim=4, act_dim=act_dim, hidden_size=16, learn_temperature=True, temperature=0.1)
+    assert sac.target_entropy == -act_dim  # the default target: -|A|
+    out = sac.actor[-1]  # a state-independent policy: mean 0, the given log-std
+    lo, hi = sac.hparams.log_std_min, sac.hparams.log_std_max
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias[:act_dim] = 0.0
+        out.bias[act_dim:] = math.atanh(2 * (log_std - lo) / (hi - lo) - 1) if log_std > lo else -20.0
+    bare_updates(sac)
+    batch = {"obs": torch.randn(256, 4), "act": torch.rand(256, act_dim) * 2 - 1, "next_obs": torch.randn(256, 4),
+             "reward": torch.randn(256), "terminated": torch.zeros(256, dtype=torch.bool)}
+    alpha = sac.temperature.item()
+    entropy = sac.update(batch)["sac/entropy"].item()
+    # log-std -5: entropy far below -|A| = -3; log-std 0 (std 1, nearly uniform after tanh): above it
+    assert (entropy < -act_dim - 2) if moves == "up" else (entropy > -act_dim + 2), entropy
+    assert (sac.temperature.item() > alpha) if moves == "up" else (sac.temperature.item() < alpha)
+
+
+def test_default_target_entropy_is_minus_the_action_dimension():
+    assert SAC(obs_dim=5, act_dim=4).target_entropy == -4.0
+    assert SAC(obs_dim=5, act_dim=4, target_entropy=-1.5).target_entropy == -1.5
 
 
 def test_update_moves_targets_by_polyak_average():

@@ -7,6 +7,10 @@ SAC policy, the ensemble as dynamics and the task's batched reward/termination f
 each SAC update trains on real and model transitions (``real_ratio``). The real environment is never stepped here:
 ``CollectOnPolicy`` (a callback) does that at each epoch end. ``rollout_length=0`` is plain SAC: no model training,
 no rollouts, an empty model buffer.
+
+Under DDP (data parallel, like the MPC agent): every rank draws its own model and SAC batches and rolls out its
+share of the start states from its own random stream; gradients are averaged over the ranks before every step and
+the rollouts are all-gathered, so weights, real buffer and model buffer stay equal on every rank.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from torch import Tensor
 
 from mbrl_lightning.agents.sac import SAC, Backup
 from mbrl_lightning.callbacks.collect import log_scalars
+from mbrl_lightning.checks import check_non_negative, check_positive
 from mbrl_lightning.data.buffer import FIELDS, ReplayBuffer
 from mbrl_lightning.data.collect import resolve_seed
+from mbrl_lightning.distributed import all_reduce_mean, fork_generator, gather_rows, rank_share
 from mbrl_lightning.envs import Task
 from mbrl_lightning.models.dynamics import DynamicsEnsemble
 
@@ -41,18 +47,43 @@ class MBPO(SAC):
         prediction is not finite are dropped.
 
     Args:
+        obs_dim: observation size, linked from the DataModule by the CLI.
+        act_dim: action size, linked from the DataModule by the CLI.
         rollout_length: L, model steps per branched rollout.
         rollout_batch_size: start states drawn from the real buffer per rollout round.
         rollout_every: SAC updates between rollout rounds (a round also runs at each epoch's first update).
             ``rollout_batch_size == rollout_every`` gives one rollout per SAC update, as the brief's loop.
+        model_sampling: ``"mean"`` or ``"random"``: how a rollout step uses the members (see above).
+        real_ratio: fraction of each SAC batch drawn from real data; ``None``: one shared buffer (see above).
         model_buffer_capacity: model transitions kept (FIFO: old rollouts, made by an older model, leave first).
         model_train_steps: dynamics gradient steps per iteration, each on (E, ``model_batch_size``) real batches.
-        model_ensemble_size, model_hidden_size, model_num_layers, model_activation, model_lr,
-        model_weight_decay, model_loss: the ``DynamicsEnsemble`` (named ``model_*`` here, see ``ensemble_size``
-            in ``ReplayDataModule``: SAC batches must stay (1, B)).
+        model_batch_size: real transitions per member in each dynamics gradient step.
+        model_ensemble_size: members E of the ``DynamicsEnsemble`` (named ``model_*`` here, unlike
+            ``ensemble_size`` in ``ReplayDataModule``: SAC batches must stay (1, B)).
+        model_hidden_size: units per hidden layer of each dynamics member.
+        model_num_layers: hidden layers of each dynamics member (0 = linear).
+        model_activation: activation of the dynamics members.
+        model_lr: learning rate of the dynamics' Adam.
+        model_weight_decay: weight decay of the dynamics' Adam.
+        model_loss: dynamics objective: ``"mse"`` on normalised deltas or Gaussian ``"nll"``.
         seed: seed of the rollout-start, member-choice and batch-mixing stream (checkpointed); ``None`` takes the
             run's ``seed_everything``.
-        (the other arguments are SAC's)
+        hidden_size: SAC's: units per hidden layer of the actor and critic MLPs.
+        num_layers: SAC's: hidden layers of the actor and critic MLPs (0 = linear).
+        activation: SAC's: activation of the actor and critic MLPs.
+        num_critics: SAC's: critics N, each with its own target copy.
+        backup: SAC's: target value over critics, ``"min"``, ``"mean"`` or ``"doubleq"``.
+        discount: SAC's: gamma.
+        tau: SAC's: Polyak rate of the target critics.
+        temperature: SAC's: entropy weight alpha (the start value if ``learn_temperature``).
+        learn_temperature: SAC's: tune alpha so the policy entropy tracks ``target_entropy``.
+        target_entropy: SAC's: entropy the learned temperature aims for; ``None`` takes ``-act_dim``.
+        backup_entropy: SAC's: include ``-alpha log pi(a'|s')`` in the critic target.
+        actor_lr: SAC's: learning rate of the actor's Adam.
+        critic_lr: SAC's: learning rate of the critics' Adam.
+        temperature_lr: SAC's: learning rate of the temperature's Adam.
+        log_std_min: SAC's: lower bound of the actor's log-std.
+        log_std_max: SAC's: upper bound of the actor's log-std.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, rollout_length: int = 1, rollout_batch_size: int = 250,
@@ -67,14 +98,14 @@ class MBPO(SAC):
                  learn_temperature: bool = False, target_entropy: float | None = None, backup_entropy: bool = True,
                  actor_lr: float = 3e-4, critic_lr: float = 3e-4, temperature_lr: float = 3e-4,
                  log_std_min: float = -5.0, log_std_max: float = 2.0) -> None:
+        check_positive(rollout_batch_size=rollout_batch_size, rollout_every=rollout_every,
+                       model_batch_size=model_batch_size, model_buffer_capacity=model_buffer_capacity,
+                       model_ensemble_size=model_ensemble_size, model_hidden_size=model_hidden_size)
+        check_non_negative(rollout_length=rollout_length, model_train_steps=model_train_steps,
+                           model_num_layers=model_num_layers)
         super().__init__(obs_dim, act_dim, hidden_size, num_layers, activation, num_critics, backup, discount, tau,
                          temperature, learn_temperature, target_entropy, backup_entropy, actor_lr, critic_lr,
                          temperature_lr, log_std_min, log_std_max)
-        if rollout_length < 0:
-            raise ValueError(f"rollout_length must be >= 0, got {rollout_length}")
-        if rollout_batch_size <= 0 or rollout_every <= 0 or model_train_steps < 0 or model_batch_size <= 0:
-            raise ValueError("rollout_batch_size, rollout_every, model_batch_size must be positive and "
-                             "model_train_steps non-negative")
         if model_sampling not in ("mean", "random"):
             raise ValueError(f"model_sampling must be 'mean' or 'random', got '{model_sampling}'")
         if real_ratio is not None and not 0.0 <= real_ratio <= 1.0:
@@ -132,10 +163,9 @@ class MBPO(SAC):
             batch = self.real_buffer.sample(B, self.generator, shape=(E,))
             objective, mse = self.dynamics.member_losses({k: v.to(self.device) for k, v in batch.items()})
             loss = objective.sum()  # members are independent: summing keeps each member's gradient its own
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            opt.step()
+            self.step_optimizers((opt, loss))
             losses[step] = mse.detach().mean().cpu()
+        losses = all_reduce_mean(self._trainer, losses)  # every rank logs (and stops on) the same losses
         if not torch.isfinite(losses).all():
             raise FloatingPointError("dynamics loss is not finite: lower model_lr or check the data for huge values")
         self.model_trained_steps += steps
@@ -181,13 +211,16 @@ class MBPO(SAC):
         return {name: torch.cat(values) for name, values in out.items()}
 
     def generate_rollouts(self, num_starts: int) -> int:
-        """Roll out from ``num_starts`` states drawn from the real buffer into the model buffer; rows added."""
+        """Roll out from ``num_starts`` states drawn from the real buffer into the model buffer; rows added.
+
+        Under DDP each rank rolls out its share of the starts and every rank adds all ranks' rollouts.
+        """
         assert self.real_buffer is not None, "call attach() (or run under a Trainer) first"
         start = time.perf_counter()
-        starts = self.real_buffer.sample(num_starts, self.generator)["obs"]
+        starts = self.real_buffer.sample(rank_share(num_starts, self._trainer)[0], self.generator)["obs"]
         was_training = self.training
         self.eval()
-        transitions = self.rollout(starts)
+        transitions = gather_rows(self._trainer, self.rollout(starts))
         self.train(was_training)
         if transitions["obs"].shape[0] > 0:
             self.model_buffer.add(transitions)
@@ -218,6 +251,10 @@ class MBPO(SAC):
         return mixed
 
     # ----------------------------------------------------------------- Lightning hooks
+    def on_fit_start(self) -> None:
+        # after a resume's restore: under DDP each rank draws its own batches and rollout starts from here on
+        fork_generator(self.generator, self.trainer)
+
     def on_train_epoch_start(self) -> None:
         self.rollout_seconds = 0.0
         if self.rollout_length == 0 or self.hparams.model_train_steps == 0:
@@ -246,6 +283,16 @@ class MBPO(SAC):
         self._opt_index["dynamics"] = len(opts)
         opts.append(self.dynamics.configure_optimizers())
         return opts
+
+    def __getstate__(self) -> dict[str, Any]:
+        # ddp_spawn sends the module to its processes through shared memory, where a torch.Generator's pickled
+        # state (a temporary tensor, freed before the child maps it) fails: send that state as bytes
+        return {**super().__getstate__(), "generator": self.generator.get_state().numpy().tobytes()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        generator = torch.Generator()
+        generator.set_state(torch.frombuffer(bytearray(state["generator"]), dtype=torch.uint8))
+        super().__setstate__({**state, "generator": generator})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # tensors and plain types only (checkpoints load with weights_only=True)

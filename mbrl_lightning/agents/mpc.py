@@ -7,19 +7,25 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
+from mbrl_lightning.checks import check_positive
 from mbrl_lightning.envs import Task
 from mbrl_lightning.models.dynamics import DynamicsEnsemble
 from mbrl_lightning.planning import MPCPolicy, RandomShooting
 from mbrl_lightning.planning.optimizers import ActionOptimizer
+from mbrl_lightning.planning.rollout import StepFn
 
 
 class MPCAgent(DynamicsEnsemble):
     """``DynamicsEnsemble`` trained as usual, plus the planner the collection and evaluation callbacks use.
 
     Args:
-        planner: ``RandomShooting`` or ``CEM`` (horizon, number of candidate sequences, CEM settings).
+        obs_dim: observation size (linked from the DataModule by the CLI).
+        act_dim: action size (linked from the DataModule by the CLI).
+        planner: the action optimiser, e.g. ``RandomShooting`` or ``CEM`` (horizon, candidate sequences, ...).
         discount: discount of the predicted rewards summed over the horizon (1 = plain sum, as the brief).
         propagation: ``"mean"`` steps each member with its predicted mean; ``"sample"`` draws from the
             learned Gaussian (``loss="nll"`` only; PETS' TS-inf style propagation).
@@ -27,19 +33,31 @@ class MPCAgent(DynamicsEnsemble):
             None = all. A speed setting only: the plans do not depend on it.
         bf16: plan with bfloat16 matmuls (autocast; states and rewards stay float32). About 2.5x faster on
             CPUs with AVX512-BF16 (or AMX) and on recent GPUs, but some 30x *slower* on CPUs without them
-            (a warning says so); its effect on returns is in the README.
-        (the other arguments are DynamicsEnsemble's)
+            (a warning says so); its effect on returns is in the README. ``"auto"``: bfloat16 where the device
+            has native bfloat16 matmuls (AVX512-BF16/AMX, a CUDA GPU with bf16), float32 elsewhere; the choice
+            is printed once. The default stays float32 until bf16's effect on returns is measured.
+        ensemble_size: members E of the dynamics ensemble (the brief's ``ensemble_size``).
+        hidden_size: units per hidden layer of each member's MLP.
+        num_layers: hidden layers of each member's MLP (0: a linear model).
+        activation: hidden activation (relu, tanh, silu, elu, gelu, leaky_relu).
+        lr: Adam learning rate of the dynamics model.
+        weight_decay: Adam's L2 weight decay.
+        loss: ``"mse"`` (the brief's deterministic model) or ``"nll"`` (Gaussian with learned variance).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, planner: ActionOptimizer | None = None,
                  discount: float = 1.0, propagation: Literal["mean", "sample"] = "mean", chunk_size: int | None = -1,
-                 bf16: bool = False,
+                 bf16: bool | Literal["auto"] = False,
                  ensemble_size: int = 3, hidden_size: int = 250, num_layers: int = 2, activation: str = "relu",
                  lr: float = 1e-3, weight_decay: float = 0.0, loss: Literal["mse", "nll"] = "mse") -> None:
         super().__init__(obs_dim, act_dim, ensemble_size, hidden_size, num_layers, activation, lr, weight_decay,
                          loss)
         if propagation == "sample" and loss != "nll":
             raise ValueError("propagation='sample' needs a probabilistic model: set loss='nll'")
+        if chunk_size is not None and chunk_size != -1:
+            check_positive(chunk_size=chunk_size)
+        if bf16 not in (True, False, "auto"):
+            raise ValueError(f"bf16 must be true, false or 'auto', got {bf16!r}")
         self.save_hyperparameters(ignore=["planner"])
         self.planner = planner if planner is not None else RandomShooting()
         self.discount, self.propagation, self.chunk_size, self.bf16 = discount, propagation, chunk_size, bf16
@@ -47,15 +65,29 @@ class MPCAgent(DynamicsEnsemble):
     def _step(self, obs: Tensor, act: Tensor) -> Tensor:
         return self.predict_next(obs, act, sample=self.propagation == "sample")
 
+    def planning_step(self) -> StepFn:
+        """The step the planner rolls out: the folded mean step (normalisers in the weights, a snapshot of the
+        model as it is now), or ``predict_next`` with sampling for ``propagation="sample"``."""
+        return self.folded_step() if self.propagation == "mean" else self._step
+
+    def planning_bf16(self) -> bool:
+        """Whether planning runs its matmuls in bfloat16: ``bf16`` itself, or for ``"auto"`` what the device has."""
+        if self.bf16 != "auto":
+            return bool(self.bf16)
+        use = device_has_bf16(self.device)
+        _print_once(f"bf16: auto -> planning in {'bfloat16' if use else 'float32'} on {device_name(self.device)}")
+        return use
+
     def mpc_policy(self, task: Task, low: Tensor, high: Tensor, max_envs: int, seed: int = 0) -> MPCPolicy:
-        """A fresh MPC policy over this model for up to ``max_envs`` environments side by side."""
-        if self.bf16 and self.device.type == "cpu" and cpu_lacks_bf16():
+        """A fresh MPC policy over this model (as trained so far) for up to ``max_envs`` environments side by side."""
+        bf16 = self.planning_bf16()
+        if bf16 and self.device.type == "cpu" and cpu_lacks_bf16():
             warnings.warn("bf16: true on a CPU without AVX512-BF16 or AMX: bfloat16 matmuls are emulated there and "
                           "planning runs ~30x slower than float32 (benchmarks/planning.py --bf16). Set "
-                          "--model.init_args.bf16 false.", stacklevel=2)
-        return MPCPolicy(self._step, self.ensemble_size, task, self.planner, low, high, max_envs,
+                          "--model.init_args.bf16 false (or auto).", stacklevel=2)
+        return MPCPolicy(self.planning_step(), self.ensemble_size, task, self.planner, low, high, max_envs,
                          discount=self.discount, device=self.device, seed=seed, chunk_size=self.chunk_size,
-                         bf16=self.bf16)
+                         bf16=bf16)
 
     def acting_policy(self, datamodule, max_envs: int, seed: int = 0, evaluation: bool = False) -> MPCPolicy:
         """What ``CollectOnPolicy``/``Evaluate`` run: MPC on the DataModule's env (the same for both)."""
@@ -67,10 +99,51 @@ class MPCAgent(DynamicsEnsemble):
 
 
 @cache
-def cpu_lacks_bf16() -> bool:
-    """True when /proc/cpuinfo (Linux) lists neither ``avx512_bf16`` nor ``amx_bf16``; False if it cannot tell."""
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matmuls on this CPU (AVX512-BF16 or AMX), as torch detects them; else from /proc/cpuinfo."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(check) for check in checks):
+        return any(check() for check in checks)
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "flags" in flags and "avx512_bf16" not in flags and "amx_bf16" not in flags
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_lacks_bf16() -> bool:
+    """True when this CPU has no native bfloat16 matmuls: ``bf16: true`` is then emulated, and slow."""
+    return not cpu_has_bf16()
+
+
+def device_has_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls run natively (not emulated) on ``device``: what ``bf16: auto`` plans in."""
+    if device.type == "cpu":
+        return cpu_has_bf16()
+    if device.type == "cuda":
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.5 has no including_emulation
+            return torch.cuda.is_bf16_supported()
+    return False
+
+
+def device_name(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100 ...)`` or ``cpu (AVX512, no AVX512-BF16/AMX)``: what the precision was chosen for."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return (f"cpu ({torch.backends.cpu.get_cpu_capability()}, "
+                f"{'with' if cpu_has_bf16() else 'no'} AVX512-BF16/AMX)")
+    return str(device)
+
+
+_printed: set[str] = set()
+
+
+def _print_once(message: str) -> None:
+    """Print ``message`` on rank zero, the first time this process sees it."""
+    if message not in _printed:
+        _printed.add(message)
+        if rank_zero_only.rank == 0:
+            print(message, flush=True)

@@ -1,7 +1,14 @@
 """Callbacks of the MBRL loop: data collection, evaluation, progress reports."""
 
-from mbrl_lightning.callbacks.collect import CollectOnPolicy, CollectRandom, acting_policy, log_scalars
+from mbrl_lightning.callbacks.collect import (
+    CollectOnPolicy,
+    CollectRandom,
+    acting_policy,
+    is_last_iteration,
+    log_scalars,
+)
 from mbrl_lightning.callbacks.evaluate import Evaluate
 from mbrl_lightning.callbacks.report import ProgressReport
 
-__all__ = ["CollectOnPolicy", "CollectRandom", "Evaluate", "ProgressReport", "acting_policy", "log_scalars"]
+__all__ = ["CollectOnPolicy", "CollectRandom", "Evaluate", "ProgressReport", "acting_policy", "is_last_iteration",
+           "log_scalars"]

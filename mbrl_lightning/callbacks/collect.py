@@ -7,6 +7,7 @@ import time
 import pytorch_lightning as pl
 import torch
 
+from mbrl_lightning.checks import check_positive
 from mbrl_lightning.data.collect import Policy, RandomPolicy, collect, resolve_seed
 from mbrl_lightning.distributed import gather_rows, rank_share
 
@@ -16,6 +17,21 @@ def _datamodule(trainer: pl.Trainer):
     if dm is None or not hasattr(dm, "buffer"):
         raise RuntimeError("data-collection callbacks need a ReplayDataModule (the run's `data:`)")
     return dm
+
+
+def _limit_reached(current: int, maximum: int | None) -> bool:
+    return maximum is not None and maximum != -1 and current >= maximum
+
+
+def is_last_iteration(trainer: pl.Trainer) -> bool:
+    """Whether fit stops after the epoch now ending: ``max_epochs``, ``max_steps``, or ``trainer.should_stop``
+    (set by ``max_time``'s Timer, early stopping, ...), as Lightning's fit loop decides it."""
+    if _limit_reached(trainer.global_step, trainer.max_steps):
+        return True
+    if _limit_reached(trainer.current_epoch + 1, trainer.max_epochs):
+        return True
+    min_epochs, min_steps = trainer.min_epochs or 0, trainer.min_steps or 0
+    return trainer.should_stop and trainer.current_epoch + 1 >= min_epochs and trainer.global_step >= min_steps
 
 
 def log_scalars(trainer: pl.Trainer, metrics: dict[str, float], step: int | None = None) -> None:
@@ -31,11 +47,15 @@ class CollectRandom(pl.Callback):
     It runs in ``on_fit_start``, before the first dataloader is built; a resumed run whose buffer
     already holds data skips it. Under DDP each rank collects its share with its own seed and every rank
     receives all of it.
+
+    Args:
+        num_steps: random-policy environment steps (the brief's ``initial_batch_size``).
+        num_envs: environments stepped side by side.
+        seed: seed of the actions and episode resets; ``None`` takes the run's ``seed_everything``.
     """
 
     def __init__(self, num_steps: int = 5000, num_envs: int = 1, seed: int | None = None) -> None:
-        if num_steps <= 0:
-            raise ValueError(f"num_steps must be positive, got {num_steps}")
+        check_positive(num_steps=num_steps, num_envs=num_envs)
         self.num_steps, self.num_envs, self.seed = num_steps, num_envs, seed
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -77,15 +97,19 @@ class CollectOnPolicy(pl.Callback):
     steps and add them to the buffer.
 
     ``num_envs`` episodes run side by side, planned in one batch (independent episodes, so the data's
-    statistics do not change). The last iteration collects nothing: no training would use it; a run resumed
-    with a larger ``max_epochs`` collects that skipped batch at fit start, so it trains on the same data as an
-    uninterrupted run. Under DDP the steps are split over the ranks (each with its own seed) and all-gathered
-    into every rank's buffer.
+    statistics do not change). The run's last iteration (``max_epochs``, ``max_steps``, ``max_time`` or an early
+    stop ends it) collects nothing: no training would use it; a run resumed with a larger limit collects that
+    skipped batch at fit start, so it trains on the same data as an uninterrupted run. Under DDP the steps are
+    split over the ranks (each with its own seed) and all-gathered into every rank's buffer.
+
+    Args:
+        num_steps: real environment steps collected after each iteration (the brief's ``batch_size``).
+        num_envs: episodes run side by side, their actions planned in one batch.
+        seed: seed of the episode resets and the policy's sampling; ``None`` takes the run's ``seed_everything``.
     """
 
     def __init__(self, num_steps: int = 1000, num_envs: int = 1, seed: int | None = None) -> None:
-        if num_steps <= 0 or num_envs <= 0:
-            raise ValueError("num_steps and num_envs must be positive")
+        check_positive(num_steps=num_steps, num_envs=num_envs)
         self.num_steps, self.num_envs, self.seed = num_steps, num_envs, seed
         self.skipped = 0  # the iteration whose batch the last iteration left uncollected (0: none); checkpointed
 
@@ -96,8 +120,9 @@ class CollectOnPolicy(pl.Callback):
         self.skipped = state_dict["skipped"]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # before the first dataloader is built, so the resumed iteration trains on this batch
-        if 0 < self.skipped < (trainer.max_epochs or 0):
+        # before the first dataloader is built, so the resumed iteration trains on this batch. A run with
+        # max_steps is resumed by Lightning inside its ended epoch, whose on_train_epoch_end then collects it.
+        if self.skipped > 0 and trainer.max_steps == -1 and not _limit_reached(self.skipped, trainer.max_epochs):
             log_scalars(trainer, self._collect(trainer, pl_module, self.skipped))
             self.skipped = 0
 
@@ -105,9 +130,10 @@ class CollectOnPolicy(pl.Callback):
         if trainer.sanity_checking:
             return
         iteration = trainer.current_epoch + 1
-        if iteration >= (trainer.max_epochs or 0):
+        if is_last_iteration(trainer):
             self.skipped = iteration
             return
+        self.skipped = 0
         for name, value in self._collect(trainer, pl_module, iteration).items():
             pl_module.log(name, value)
 

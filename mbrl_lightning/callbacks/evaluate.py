@@ -9,7 +9,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mbrl_lightning.callbacks.collect import _datamodule, acting_policy
+from mbrl_lightning.callbacks.collect import _datamodule, acting_policy, is_last_iteration
+from mbrl_lightning.checks import check_positive
 from mbrl_lightning.data.collect import Rollouts, collect, resolve_seed
 from mbrl_lightning.distributed import gather_rows, rank_share
 
@@ -24,19 +25,27 @@ class Evaluate(pl.Callback):
     iterations (and runs with other ``seed_everything``) are compared on equal terms; under DDP the episodes
     are split over the ranks. ``video=True`` saves the first episode as a GIF in the log folder and a strip of
     its frames to TensorBoard (skipped with a warning if the env cannot render; about 0.3 s a frame on a CPU).
+
+    Args:
+        num_episodes: whole evaluation episodes per evaluation.
+        num_envs: episodes run side by side, acting in one batch; ``None`` runs all ``num_episodes`` at once.
+        every_n_iters: evaluate every that many iterations (and always at the run's last one).
+        seed: reset seed of the first episode (episode i uses ``seed + i``), the same every iteration.
+        video: save the first episode as a GIF in the log folder and a strip of frames to TensorBoard.
     """
 
     def __init__(self, num_episodes: int = 10, num_envs: int | None = None, every_n_iters: int = 1,
                  seed: int = 12345, video: bool = False) -> None:
-        if num_episodes <= 0 or every_n_iters <= 0:
-            raise ValueError("num_episodes and every_n_iters must be positive")
+        check_positive(num_episodes=num_episodes, every_n_iters=every_n_iters)
+        if num_envs is not None:
+            check_positive(num_envs=num_envs)
         self.num_episodes, self.every_n_iters, self.seed, self.video = num_episodes, every_n_iters, seed, video
         self.num_envs = num_envs or num_episodes
         self.plan_seconds_per_action: float | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         iteration = trainer.current_epoch + 1
-        last = iteration >= (trainer.max_epochs or 0)
+        last = is_last_iteration(trainer)
         if trainer.sanity_checking or not (last or iteration % self.every_n_iters == 0):
             return
         dm = _datamodule(trainer)
@@ -55,8 +64,9 @@ class Evaluate(pl.Callback):
             **({"eval/plan_seconds_per_action": self.plan_seconds_per_action}
                if self.plan_seconds_per_action is not None else {}),
         })
+        folder = (trainer.log_dir or ".") if self.video else None  # a collective under DDP: asked on every rank
         if result is not None and result.frames:
-            self._save_video(trainer, result.frames, iteration)
+            self._save_video(trainer, result.frames, iteration, folder)
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm, episodes: int, seed: int,
              iteration: int) -> Rollouts:
@@ -86,10 +96,9 @@ class Evaluate(pl.Callback):
             self.plan_seconds_per_action = policy.plan_seconds / max(policy.planned_actions, 1)
         return result
 
-    def _save_video(self, trainer: pl.Trainer, frames: list[np.ndarray], iteration: int) -> None:
+    def _save_video(self, trainer: pl.Trainer, frames: list[np.ndarray], iteration: int, folder: str) -> None:
         from PIL import Image
 
-        folder = trainer.log_dir or "."
         os.makedirs(folder, exist_ok=True)
         images = [Image.fromarray(f) for f in frames[::2]]
         path = os.path.join(folder, f"eval_iter{iteration:03d}.gif")

@@ -21,6 +21,9 @@ class ProgressReport(pl.Callback):
     into the run's log folder after every iteration, so a crash loses no figure.
 
     Put it after the evaluation callback in ``trainer.callbacks``, so the line includes that iteration's return.
+
+    Args:
+        plot: draw the PNG curves (``False``: the printed lines only).
     """
 
     def __init__(self, plot: bool = True) -> None:
@@ -44,7 +47,8 @@ class ProgressReport(pl.Callback):
         m = trainer.callback_metrics
         n = trainer.num_training_batches
         recent = self.losses[-n:] if isinstance(n, int) and n > 0 else self.losses[-1:]
-        parts = [f"iteration {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        limit = f"/{trainer.max_epochs}" if trainer.max_epochs not in (None, -1) else ""
+        parts = [f"iteration {trainer.current_epoch + 1}{limit}"]
         if recent:
             parts.append(f"train loss {recent[-1]:.4f} (mean {sum(recent) / len(recent):.4f})")
         for key, fmt in (("val/loss", "val loss {:.4g}"), ("eval/return", "eval return {:.4g}"),
@@ -58,8 +62,8 @@ class ProgressReport(pl.Callback):
         parts.append(f"{time.perf_counter() - self._start:.0f} s")
         if trainer.is_global_zero:
             print(" | ".join(parts).replace(" | ± ", " ± "), flush=True)
-            if self.plot:
-                self.draw(trainer)
+        if self.plot:
+            self.draw(trainer)  # on every rank: under DDP ``trainer.log_dir`` is a collective (a broadcast)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -67,8 +71,9 @@ class ProgressReport(pl.Callback):
             print(f"fit finished in {time.perf_counter() - self._start:.1f} s{final}", flush=True)
 
     def draw(self, trainer: pl.Trainer) -> None:
+        """Write the PNG curves into the log folder (rank 0 writes; every rank must call it)."""
         folder = trainer.log_dir
-        if folder is None:
+        if folder is None or not trainer.is_global_zero:
             return
         import matplotlib
 

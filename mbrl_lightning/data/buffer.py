@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mbrl_lightning.checks import check_positive
+
 FIELDS = ("obs", "act", "next_obs", "reward", "terminated")
 
 
@@ -19,8 +21,7 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int) -> None:
-        if capacity <= 0:
-            raise ValueError(f"capacity must be positive, got {capacity}")
+        check_positive(capacity=capacity, obs_dim=obs_dim, act_dim=act_dim)
         self.capacity, self.obs_dim, self.act_dim = int(capacity), int(obs_dim), int(act_dim)
         self.obs = torch.zeros(capacity, obs_dim)
         self.act = torch.zeros(capacity, act_dim)

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mbrl_lightning.checks import check_non_negative, check_positive
+
 
 def resolve_seed(seed: int | None) -> int:
     """An explicit seed, else the run's ``seed_everything`` value (so ``--seed_everything`` varies everything)."""
@@ -68,6 +70,8 @@ def collect(envs: Sequence[gym.Env], policy: Policy, *, num_steps: int | None = 
     """
     if (num_steps is None) == (num_episodes is None):
         raise ValueError("give exactly one of num_steps or num_episodes")
+    check_positive(num_envs=len(envs))
+    check_non_negative(**({"num_steps": num_steps} if num_steps is not None else {"num_episodes": num_episodes}))
     budget_steps = num_steps if num_steps is not None else float("inf")
     budget_eps = num_episodes if num_episodes is not None else float("inf")
     slots = len(envs) if num_episodes is None else min(len(envs), num_episodes)

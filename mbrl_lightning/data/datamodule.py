@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from mbrl_lightning import envs
+from mbrl_lightning.checks import check_positive
 from mbrl_lightning.data.buffer import FIELDS, ReplayBuffer
 from mbrl_lightning.data.collect import resolve_seed
 
@@ -83,8 +84,7 @@ class ReplayDataModule(pl.LightningDataModule):
                  batch_size: int = 512, steps_per_epoch: int = 1000,
                  val_fraction: float = 0.0, seed: int | None = None) -> None:
         super().__init__()
-        if batch_size <= 0 or steps_per_epoch <= 0:
-            raise ValueError("batch_size and steps_per_epoch must be positive")
+        check_positive(capacity=capacity, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})

@@ -13,6 +13,8 @@ How to add an environment
 3. ``register_task("mbrl/MyEnv-v0", reward_fn, terminated_fn)`` where ``reward_fn(obs, act, next_obs)`` is
    pure torch, batched over any leading dims and free of value-dependent Python branching; pass
    ``**make_kwargs`` if ``gym.make`` needs options for the reward to be computable from observations.
+4. Have the module imported: list it under ``imports:`` in the run's config, or declare it in your package's
+   ``[project.entry-points."mbrl_lightning.envs"]`` (``load_plugins`` imports those on the first unknown id).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from mbrl_lightning.envs.cheetah import cheetah_reward
 from mbrl_lightning.envs.gym_tasks import register_gym_tasks
 from mbrl_lightning.envs.obstacles import obstacles_reward, obstacles_terminated
 from mbrl_lightning.envs.reacher import reacher_reward
-from mbrl_lightning.envs.tasks import Task, get_task, make, register_task, registered_task_ids
+from mbrl_lightning.envs.tasks import Task, get_task, load_plugins, make, register_task, registered_task_ids
 
-__all__ = ["Task", "register_task", "get_task", "make", "registered_task_ids"]
+__all__ = ["Task", "register_task", "get_task", "load_plugins", "make", "registered_task_ids"]
 
 _ENVS = {
     "mbrl/Obstacles-v0": ("mbrl_lightning.envs.obstacles:ObstaclesEnv", 100),

@@ -2,12 +2,17 @@
 
 Planners score model-predicted transitions with these functions instead of calling ``env.step``, so each
 function must be pure torch, work for any leading batch dims and never branch on tensor values.
+Installed packages add theirs through the ``mbrl_lightning.envs`` entry-point group (loaded on the first
+lookup of an id that is not registered yet).
 """
 
 from __future__ import annotations
 
+import types
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 import gymnasium as gym
@@ -37,6 +42,28 @@ class Task:
 
 
 _TASKS: dict[str, Task] = {}
+ENTRY_POINT_GROUP = "mbrl_lightning.envs"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Load every ``mbrl_lightning.envs`` entry point of the installed packages, once.
+
+    An entry point names a module (importing it registers its envs and tasks) or a function, which is called
+    with no arguments. One that fails to load is skipped with a warning naming it.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if callable(obj) and not isinstance(obj, types.ModuleType):
+                obj()
+        except Exception as err:  # a broken plugin must not stop runs on other envs
+            warnings.warn(f"entry point '{ep.name} = {ep.value}' (group {ENTRY_POINT_GROUP}) failed: {err!r}",
+                          stacklevel=2)
 
 
 def register_task(
@@ -51,7 +78,10 @@ def register_task(
 
 
 def get_task(env_id: str) -> Task:
-    """Look up the task for ``env_id``; raises a ``KeyError`` explaining how to register an unknown id."""
+    """Look up the task for ``env_id`` (loading the entry-point plugins on a miss); raises a ``KeyError``
+    explaining how to register an unknown id."""
+    if env_id not in _TASKS:
+        load_plugins()
     try:
         return _TASKS[env_id]
     except KeyError:
@@ -59,7 +89,9 @@ def get_task(env_id: str) -> Task:
         raise KeyError(
             f"No task registered for env id {env_id!r}. Known ids: {known}. Register one with "
             f"mbrl_lightning.envs.register_task({env_id!r}, reward_fn, terminated_fn, **make_kwargs), "
-            "where reward_fn(obs, act, next_obs) is a batched torch function."
+            "where reward_fn(obs, act, next_obs) is a batched torch function, in a module that the config's "
+            "`imports:` list names or that an installed package declares under the 'mbrl_lightning.envs' "
+            "entry-point group (README, Environments)."
         ) from None
 
 
@@ -70,6 +102,8 @@ def registered_task_ids() -> list[str]:
 
 def make(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` with the task's ``make_kwargs`` applied (explicit ``kwargs`` win); ok without a task."""
+    if env_id not in _TASKS:
+        load_plugins()  # a plugin may register the gymnasium env as well
     task = _TASKS.get(env_id)
     base = dict(task.make_kwargs) if task is not None else {}
     return gym.make(env_id, **{**base, **kwargs})

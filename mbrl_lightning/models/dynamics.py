@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MeanSquaredError
 
-from mbrl_lightning.models.ensemble import EnsembleMLP
+from mbrl_lightning.checks import check_non_negative, check_positive
+from mbrl_lightning.models.ensemble import EnsembleLinear, EnsembleMLP
+from mbrl_lightning.models.folded import FoldedStep
 from mbrl_lightning.models.normalizer import Normalizer
 
 
@@ -22,11 +24,15 @@ class DynamicsEnsemble(pl.LightningModule):
     per output (PETS). The normalisers are refitted to the whole buffer at the start of every iteration.
 
     Args:
-        obs_dim, act_dim: linked from the DataModule by the CLI.
+        obs_dim: observation size (linked from the DataModule by the CLI).
+        act_dim: action size (linked from the DataModule by the CLI).
         ensemble_size: members E (the brief's ``ensemble_size``).
-        hidden_size, num_layers, activation: the MLP of each member.
-        lr, weight_decay: Adam over all members' weights at once (one optimiser, summed member losses).
-        loss: ``"mse"`` or ``"nll"``.
+        hidden_size: units per hidden layer of each member's MLP.
+        num_layers: hidden layers of each member's MLP (0: a linear model).
+        activation: hidden activation (relu, tanh, silu, elu, gelu, leaky_relu).
+        lr: Adam learning rate over all members' weights at once (one optimiser, summed member losses).
+        weight_decay: Adam's L2 weight decay.
+        loss: ``"mse"`` (the brief's deterministic model) or ``"nll"`` (Gaussian with learned variance).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int = 3, hidden_size: int = 250,
@@ -35,6 +41,8 @@ class DynamicsEnsemble(pl.LightningModule):
         super().__init__()
         if loss not in ("mse", "nll"):
             raise ValueError(f"loss must be 'mse' or 'nll', got '{loss}'")
+        check_positive(obs_dim=obs_dim, act_dim=act_dim, ensemble_size=ensemble_size, hidden_size=hidden_size)
+        check_non_negative(num_layers=num_layers)
         self.save_hyperparameters()
         self.obs_dim, self.act_dim, self.ensemble_size = obs_dim, act_dim, ensemble_size
         out = 2 * obs_dim if loss == "nll" else obs_dim
@@ -80,6 +88,13 @@ class DynamicsEnsemble(pl.LightningModule):
             noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
             mean = mean + noise * (0.5 * logvar).exp()
         return obs + self.delta_norm.unnormalize(mean)
+
+    def folded_step(self) -> FoldedStep:
+        """``predict_next``'s mean step with the normalisers folded into the first and last layers' weights, for
+        planning (same maths, fewer passes per step); a snapshot of the current weights and statistics."""
+        layers = [m for m in self.net if isinstance(m, EnsembleLinear)]
+        activations = [m for m in self.net if not isinstance(m, EnsembleLinear)]
+        return FoldedStep(layers, activations, self.obs_norm, self.act_norm, self.delta_norm)
 
     def member_losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(training objective per member, normalised-delta MSE per member), both of shape (E,)."""

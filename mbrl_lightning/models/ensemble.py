@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from mbrl_lightning.checks import check_non_negative, check_positive
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU, "gelu": nn.GELU,
                "leaky_relu": nn.LeakyReLU}
 
@@ -45,6 +47,9 @@ class EnsembleMLP(nn.Sequential):
 
     def __init__(self, ensemble_size: int, in_features: int, out_features: int, hidden_size: int = 250,
                  num_layers: int = 2, activation: str = "relu") -> None:
+        check_positive(ensemble_size=ensemble_size, in_features=in_features, out_features=out_features,
+                       hidden_size=hidden_size)
+        check_non_negative(num_layers=num_layers)
         make_activation(activation)  # fails early on an unknown name
         layers: list[nn.Module] = []
         width = in_features

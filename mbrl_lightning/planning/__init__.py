@@ -1,7 +1,7 @@
 """Planning with the learned model: batched sequence evaluation, action optimisers, the MPC policy."""
 
 from mbrl_lightning.planning.mpc import MPCPolicy
-from mbrl_lightning.planning.optimizers import CEM, ActionOptimizer, RandomShooting
+from mbrl_lightning.planning.optimizers import CEM, ICEM, MPPI, ActionOptimizer, RandomShooting
 from mbrl_lightning.planning.rollout import evaluate_sequences
 
-__all__ = ["CEM", "ActionOptimizer", "MPCPolicy", "RandomShooting", "evaluate_sequences"]
+__all__ = ["CEM", "ICEM", "MPPI", "ActionOptimizer", "MPCPolicy", "RandomShooting", "evaluate_sequences"]

@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mbrl_lightning.sweep import get_dotted
-
 EVENT_GLOB = "events.out.tfevents.*"
 _VERSION = re.compile(r"^version_(\d+)$")
 _SEED_SUFFIX = re.compile(r"__seed=[^_]+$")
@@ -82,6 +80,19 @@ class Run:
         """The last logged value of ``tag`` (None if never logged)."""
         _, values = self.series(tag)
         return float(values[-1]) if len(values) else None
+
+
+def get_dotted(tree: Any, key: str, default: Any = None) -> Any:
+    """The value at a dotted key of a nested config (list items by index), or ``default`` where the path stops."""
+    node = tree
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return default
+    return node
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
