@@ -71,7 +71,7 @@ class FoldedStep:
         weights = self.weights(dtype)
         scratch = self._scratch.get(dtype)
         if scratch is None:
-            widths = [w.shape[1] for w in weights]  # input (with its ones column), then each hidden layer + 1
+            widths = [w.shape[1] for w in weights]  # the input (with its ones column), then each padded hidden layer
             scratch = self._scratch[dtype] = _Scratch(widths, dtype, self.dtype)
         x, hidden, delta, out = scratch.views(e, obs.shape[1], d, obs.device)
         torch.sub(obs, self.obs_mean, out=x[..., :d])
@@ -120,8 +120,8 @@ class _Scratch:
     def views(self, e: int, rows: int, obs_dim: int, device: torch.device) -> tuple:
         """(x, hidden buffers, low-precision delta buffer or None, the output state buffer for this call)."""
         if rows not in self._views:
-            if rows > self.rows or not self.storage or self.storage[0].device != device:
-                self._allocate(e, max(rows, self.rows), obs_dim, device)
+            if rows > self.rows:  # grow; smaller row counts view the front of the same storage
+                self._allocate(e, rows, obs_dim, device)
             self._views[rows] = self._slice(e, rows, obs_dim)
         x, hidden, delta, states = self._views[rows]
         self.turn ^= 1
