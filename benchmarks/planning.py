@@ -84,7 +84,7 @@ def make_policy(planner, num_envs: int, device: torch.device, chunk_size: int | 
                      chunk_size=chunk_size, bf16=bf16).to(device).eval()
     policy = agent.mpc_policy(get_task("mbrl/Cheetah-v0"), -torch.ones(ACT), torch.ones(ACT), num_envs)
     if before:  # the unfolded step: normalise, MLP, unnormalise as separate passes (predict_next)
-        policy.step = agent._step
+        policy.step = agent.predict_next
     return policy
 
 

@@ -46,6 +46,24 @@ def import_modules(names: list[str]) -> None:
                                       "it or put that folder on PYTHONPATH") from err
 
 
+LEARNED_HEAD_ARGS = ("learn_reward", "learn_termination", "model_learn_reward", "model_learn_termination")
+
+
+def resolve_learned_heads(config) -> None:
+    """Turn the model's ``learn_reward``/``learn_termination: auto`` (MBPO's ``model_learn_*``) into whether the
+    run's env lacks a registered task: such an env plans and rolls out on the model's own reward and termination.
+    The resolved values are what config.yaml records."""
+    env_id, init = config.get("data.init_args.env_id"), config.get("model.init_args")
+    if env_id is None or init is None:
+        return
+    from mbrl_lightning import envs
+
+    learn = envs.find_task(env_id) is None
+    for key in LEARNED_HEAD_ARGS:
+        if init.get(key) == "auto":
+            init[key] = learn
+
+
 def resumed_version(ckpt_path: str | None, logger: object) -> str | None:
     """The ``version_N`` folder a checkpoint lies in, if it is this logger's ``<save_dir>/<name>/version_N/
     checkpoints/``: resuming from it logs on into that folder (one curve), not into a new version."""
@@ -80,6 +98,7 @@ class MBRLCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         import_modules(config.get("imports") or [])
+        resolve_learned_heads(config)
         logger = config.get("trainer.logger")
         version = resumed_version(config.get("ckpt_path"), logger)
         if version is not None:

@@ -67,10 +67,16 @@ def test_folded_step_is_a_snapshot_rebuilt_by_each_policy():
     assert not torch.allclose(old.step(obs, act), agent.predict_next(obs, act), atol=1e-3)
 
 
-def test_sample_propagation_keeps_predict_next():
-    agent = MPCAgent(OBS, ACT, loss="nll", propagation="sample", ensemble_size=2, hidden_size=16)
+def test_sampled_propagation_and_learned_heads_keep_predict():
+    """PETS' sampled particles and a learned reward need the unfolded ``predict`` (the fold keeps the mean only)."""
+    agent = MPCAgent(OBS, ACT, loss="nll", propagation="ts_inf", ensemble_size=2, hidden_size=16)
     assert not isinstance(agent.planning_step(), FoldedStep)
+    learned = MPCAgent(OBS, ACT, ensemble_size=2, hidden_size=16, learn_reward=True)
+    assert not isinstance(learned.planning_step(), FoldedStep)
     assert isinstance(MPCAgent(OBS, ACT, ensemble_size=2, hidden_size=16).planning_step(), FoldedStep)
+    # a deterministic model under TS-inf steps its mean: the folded step serves it
+    assert isinstance(MPCAgent(OBS, ACT, propagation="ts_inf", ensemble_size=2, hidden_size=16).planning_step(),
+                      FoldedStep)
 
 
 def plans(step, planner, agent, seed=3):
@@ -92,14 +98,14 @@ def test_planner_picks_the_same_plan_after_folding():
     # the scores themselves: same candidates, same returns, hence the same argmax
     actions = torch.rand(2, 200, 5, ACT, generator=torch.Generator().manual_seed(2)) * 2 - 1
     obs = torch.randn(2, OBS, generator=torch.Generator().manual_seed(5)) * 2
-    before = evaluate_sequences(agent._step, CHEETAH, obs, actions, 3, chunk_size=96)
+    before = evaluate_sequences(agent.predict_next, CHEETAH, obs, actions, 3, chunk_size=96)
     for chunk in (96, None):  # None: all rows at once, a GPU's default
         after = evaluate_sequences(agent.folded_step(), CHEETAH, obs, actions, 3, chunk_size=chunk)
         torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-4)
         assert torch.equal(after.argmax(1), before.argmax(1))
-    assert torch.equal(plans(agent.folded_step(), rs, agent), plans(agent._step, rs, agent))
+    assert torch.equal(plans(agent.folded_step(), rs, agent), plans(agent.predict_next, rs, agent))
     cem = CEM(horizon=5, num_sequences=200, num_iterations=3, num_elites=10)
-    torch.testing.assert_close(plans(agent.folded_step(), cem, agent), plans(agent._step, cem, agent),
+    torch.testing.assert_close(plans(agent.folded_step(), cem, agent), plans(agent.predict_next, cem, agent),
                                rtol=1e-4, atol=1e-4)
 
 

@@ -28,7 +28,7 @@ from mbrl_lightning.data.buffer import FIELDS, ReplayBuffer
 from mbrl_lightning.data.collect import resolve_seed
 from mbrl_lightning.distributed import all_reduce_mean, fork_generator, gather_rows, rank_share
 from mbrl_lightning.envs import Task
-from mbrl_lightning.models.dynamics import DynamicsEnsemble
+from mbrl_lightning.models.dynamics import DynamicsEnsemble, LearnFlag, Prediction
 
 
 class MBPO(SAC):
@@ -66,6 +66,10 @@ class MBPO(SAC):
         model_lr: learning rate of the dynamics' Adam.
         model_weight_decay: weight decay of the dynamics' Adam.
         model_loss: dynamics objective: ``"mse"`` on normalised deltas or Gaussian ``"nll"``.
+        model_learn_reward: the dynamics also predicts the reward, used in the rollouts (``"auto"``: the CLI sets
+            it where the env has no registered reward function).
+        model_learn_termination: the dynamics also predicts termination, used in the rollouts (``"auto"`` as
+            above).
         seed: seed of the rollout-start, member-choice and batch-mixing stream (checkpointed); ``None`` takes the
             run's ``seed_everything``.
         hidden_size: SAC's: units per hidden layer of the actor and critic MLPs.
@@ -92,6 +96,7 @@ class MBPO(SAC):
                  model_train_steps: int = 1500, model_batch_size: int = 512, model_ensemble_size: int = 3,
                  model_hidden_size: int = 250, model_num_layers: int = 2, model_activation: str = "relu",
                  model_lr: float = 1e-3, model_weight_decay: float = 0.0, model_loss: Literal["mse", "nll"] = "mse",
+                 model_learn_reward: LearnFlag = "auto", model_learn_termination: LearnFlag = "auto",
                  seed: int | None = None,
                  hidden_size: int = 256, num_layers: int = 2, activation: str = "relu", num_critics: int = 2,
                  backup: Backup = "min", discount: float = 0.99, tau: float = 0.005, temperature: float = 0.05,
@@ -117,7 +122,8 @@ class MBPO(SAC):
         dynamics_args = {"obs_dim": obs_dim, "act_dim": act_dim, "ensemble_size": model_ensemble_size,
                          "hidden_size": model_hidden_size, "num_layers": model_num_layers,
                          "activation": model_activation, "lr": model_lr, "weight_decay": model_weight_decay,
-                         "loss": model_loss}
+                         "loss": model_loss, "learn_reward": model_learn_reward,
+                         "learn_termination": model_learn_termination}
         self.dynamics = DynamicsEnsemble(**dynamics_args)
         # Lightning's save_hyperparameters also collects the enclosing MBPO.__init__'s arguments (SAC's
         # hidden_size among them); the submodule reads its own hparams (``loss``), so set them exactly.
@@ -130,9 +136,12 @@ class MBPO(SAC):
         self.rollout_seconds = 0.0  # wall time of this iteration's rollouts so far
 
     # ----------------------------------------------------------------- wiring
-    def attach(self, task: Task, real_buffer: ReplayBuffer, action_low: Tensor | None = None,
+    def attach(self, task: Task | None, real_buffer: ReplayBuffer, action_low: Tensor | None = None,
                action_high: Tensor | None = None) -> None:
         """The reward/termination functions and the real buffer rollouts start from (``setup`` does this)."""
+        if task is None and not self.dynamics.learn_reward and self.rollout_length > 0:
+            raise ValueError("this env has no registered reward function: set model.init_args.model_learn_reward "
+                             "true (or 'auto') or register one (README, Environments)")
         self.task, self.real_buffer = task, real_buffer
         if action_low is not None and action_high is not None:
             self.set_action_bounds(action_low.to(self.action_low), action_high.to(self.action_high))
@@ -171,15 +180,19 @@ class MBPO(SAC):
         self.model_trained_steps += steps
         return losses
 
-    def model_step(self, obs: Tensor, act: Tensor) -> Tensor:
-        """Next state from the ensemble for (N, .) inputs: members' mean, or one random member per row."""
+    def model_step(self, obs: Tensor, act: Tensor) -> Prediction:
+        """The ensemble's step for (N, .) inputs, each output (N, ...): members' mean (a learned termination by
+        majority), or one random member per row."""
         sample = self.model_sampling == "random" and self.hparams.model_loss == "nll"
         gen = self.generator if self.device.type == "cpu" else None
-        pred = self.dynamics.predict_next(obs, act, sample=sample, generator=gen)  # (E, N, obs_dim)
+        pred = self.dynamics.predict(obs, act, sample=sample, generator=gen)  # (E, N, ...)
         if self.model_sampling == "mean":
-            return pred.mean(0)
-        member = torch.randint(pred.shape[0], (pred.shape[1],), generator=self.generator).to(pred.device)
-        return pred[member, torch.arange(pred.shape[1], device=pred.device)]
+            done = None if pred.terminated is None else pred.terminated.float().mean(0) > 0.5
+            return Prediction(pred.next_obs.mean(0), None if pred.reward is None else pred.reward.mean(0), done)
+        n = obs.shape[0]
+        member = torch.randint(self.dynamics.ensemble_size, (n,), generator=self.generator).to(obs.device)
+        rows = torch.arange(n, device=obs.device)
+        return Prediction(*(None if x is None else x[member, rows] for x in pred))
 
     @torch.inference_mode()
     def rollout(self, start_obs: Tensor, length: int | None = None) -> dict[str, Tensor]:
@@ -187,7 +200,7 @@ class MBPO(SAC):
 
         Returns buffer-layout transitions on the CPU: N x L rows, fewer where a rollout terminated early.
         """
-        if self.task is None:
+        if self.task is None and not self.dynamics.learn_reward:
             raise RuntimeError("MBPO.rollout needs the task's reward function: call attach() first")
         length = self.rollout_length if length is None else length
         obs = start_obs.to(self.device, torch.float32)
@@ -196,11 +209,19 @@ class MBPO(SAC):
             if obs.shape[0] == 0:
                 break
             act = self.act(obs, deterministic=False)
-            next_obs = self.model_step(obs, act)
+            next_obs, reward, terminated = self.model_step(obs, act)
             finite = torch.isfinite(next_obs).all(-1)
+            if reward is not None:
+                finite &= torch.isfinite(reward)
+                reward = reward[finite]
+            if terminated is not None:
+                terminated = terminated[finite]
             obs, act, next_obs = obs[finite], act[finite], next_obs[finite]
-            reward = self.task.reward(obs, act, next_obs)
-            terminated = self.task.terminated(obs, act, next_obs).bool()
+            if reward is None:
+                reward = self.task.reward(obs, act, next_obs)
+            if terminated is None:
+                terminated = (self.task.terminated(obs, act, next_obs).bool() if self.task is not None
+                              else torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device))
             for name, value in zip(FIELDS, (obs, act, next_obs, reward, terminated), strict=True):
                 out[name].append(value.cpu())
             obs = next_obs[~terminated]

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from mbrl_lightning.checks import check_positive
 from mbrl_lightning.envs import Task
-from mbrl_lightning.models.dynamics import DynamicsEnsemble
+from mbrl_lightning.models.dynamics import DynamicsEnsemble, LearnFlag, Prediction
 from mbrl_lightning.planning import MPCPolicy, RandomShooting
 from mbrl_lightning.planning.optimizers import ActionOptimizer
 from mbrl_lightning.planning.rollout import StepFn
@@ -27,8 +27,13 @@ class MPCAgent(DynamicsEnsemble):
         act_dim: action size (linked from the DataModule by the CLI).
         planner: the action optimiser, e.g. ``RandomShooting`` or ``CEM`` (horizon, candidate sequences, ...).
         discount: discount of the predicted rewards summed over the horizon (1 = plain sum, as the brief).
-        propagation: ``"mean"`` steps each member with its predicted mean; ``"sample"`` draws from the
-            learned Gaussian (``loss="nll"`` only; PETS' TS-inf style propagation).
+        propagation: how a candidate's trajectories are predicted. ``"mean"``: one per member, each stepped
+            with its member's mean (the brief's). PETS' trajectory sampling, with ``num_particles`` particles
+            per candidate drawn from the learned Gaussian (``loss="nll"``; a deterministic model steps its mean):
+            ``"ts_inf"`` binds each particle to one member for the whole horizon, ``"ts1"`` moves it to a random
+            member at every step.
+        num_particles: PETS' P, particles per candidate (a multiple of ``ensemble_size``); ``None``: one per
+            member.
         chunk_size: candidate rows rolled out at once; -1 = the device's default (512 on CPU, all on GPU),
             None = all. A speed setting only: the plans do not depend on it.
         bf16: plan with bfloat16 matmuls (autocast; states and rewards stay float32). About 2.5x faster on
@@ -46,14 +51,17 @@ class MPCAgent(DynamicsEnsemble):
     """
 
     def __init__(self, obs_dim: int, act_dim: int, planner: ActionOptimizer | None = None,
-                 discount: float = 1.0, propagation: Literal["mean", "sample"] = "mean", chunk_size: int | None = -1,
+                 discount: float = 1.0, propagation: Literal["mean", "ts_inf", "ts1"] = "mean",
+                 num_particles: int | None = None, chunk_size: int | None = -1,
                  bf16: bool | Literal["auto"] = False,
                  ensemble_size: int = 3, hidden_size: int = 250, num_layers: int = 2, activation: str = "relu",
-                 lr: float = 1e-3, weight_decay: float = 0.0, loss: Literal["mse", "nll"] = "mse") -> None:
+                 lr: float = 1e-3, weight_decay: float = 0.0, loss: Literal["mse", "nll"] = "mse",
+                 learn_reward: LearnFlag = "auto", learn_termination: LearnFlag = "auto") -> None:
         super().__init__(obs_dim, act_dim, ensemble_size, hidden_size, num_layers, activation, lr, weight_decay,
-                         loss)
-        if propagation == "sample" and loss != "nll":
-            raise ValueError("propagation='sample' needs a probabilistic model: set loss='nll'")
+                         loss, learn_reward, learn_termination)
+        if propagation not in ("mean", "ts_inf", "ts1"):
+            raise ValueError(f"propagation must be 'mean', 'ts_inf' or 'ts1', got {propagation!r}")
+        self.particles = self._particles_per_member(propagation, num_particles, ensemble_size, loss)
         if chunk_size is not None and chunk_size != -1:
             check_positive(chunk_size=chunk_size)
         if bf16 not in (True, False, "auto"):
@@ -62,13 +70,35 @@ class MPCAgent(DynamicsEnsemble):
         self.planner = planner if planner is not None else RandomShooting()
         self.discount, self.propagation, self.chunk_size, self.bf16 = discount, propagation, chunk_size, bf16
 
-    def _step(self, obs: Tensor, act: Tensor) -> Tensor:
-        return self.predict_next(obs, act, sample=self.propagation == "sample")
+    @staticmethod
+    def _particles_per_member(propagation: str, num_particles: int | None, ensemble_size: int, loss: str) -> int:
+        """PETS' P / E, checked: P a positive multiple of E; extra particles only where they can differ."""
+        if num_particles is None:
+            return 1
+        check_positive(num_particles=num_particles)
+        if num_particles % ensemble_size:
+            raise ValueError(f"num_particles ({num_particles}) must be a multiple of ensemble_size ({ensemble_size}):"
+                             " every member carries the same number of particles")
+        per_member = num_particles // ensemble_size
+        if per_member > 1 and (propagation == "mean" or (propagation == "ts_inf" and loss == "mse")):
+            raise ValueError(f"num_particles {num_particles} > ensemble_size with propagation={propagation!r} and "
+                             f"loss={loss!r}: a member's particles would be identical copies. Use loss='nll' with "
+                             "propagation 'ts_inf' or 'ts1' (PETS), or leave num_particles unset")
+        return per_member
 
-    def planning_step(self) -> StepFn:
+    def planning_step(self, seed: int = 0) -> StepFn:
         """The step the planner rolls out: the folded mean step (normalisers in the weights, a snapshot of the
-        model as it is now), or ``predict_next`` with sampling for ``propagation="sample"``."""
-        return self.folded_step() if self.propagation == "mean" else self._step
+        model as it is now); ``predict`` where the model learns reward or termination; a sampled ``predict``
+        (its own stream, from ``seed``) for PETS' propagation of an ``nll`` model."""
+        sample = self.propagation != "mean" and self.hparams.loss == "nll"
+        if not sample and not self.has_learned_heads:
+            return self.folded_step()
+        generator = torch.Generator(device=self.device).manual_seed(seed + 1) if sample else None
+
+        def step(obs: Tensor, act: Tensor) -> Prediction:
+            return self.predict(obs, act, sample=sample, generator=generator)
+
+        return step
 
     def planning_bf16(self) -> bool:
         """Whether planning runs its matmuls in bfloat16: ``bf16`` itself, or for ``"auto"`` what the device has."""
@@ -78,16 +108,19 @@ class MPCAgent(DynamicsEnsemble):
         _print_once(f"bf16: auto -> planning in {'bfloat16' if use else 'float32'} on {device_name(self.device)}")
         return use
 
-    def mpc_policy(self, task: Task, low: Tensor, high: Tensor, max_envs: int, seed: int = 0) -> MPCPolicy:
+    def mpc_policy(self, task: Task | None, low: Tensor, high: Tensor, max_envs: int, seed: int = 0) -> MPCPolicy:
         """A fresh MPC policy over this model (as trained so far) for up to ``max_envs`` environments side by side."""
         bf16 = self.planning_bf16()
         if bf16 and self.device.type == "cpu" and cpu_lacks_bf16():
             warnings.warn("bf16: true on a CPU without AVX512-BF16 or AMX: bfloat16 matmuls are emulated there and "
                           "planning runs ~30x slower than float32 (benchmarks/planning.py --bf16). Set "
                           "--model.init_args.bf16 false (or auto).", stacklevel=2)
-        return MPCPolicy(self.planning_step(), self.ensemble_size, task, self.planner, low, high, max_envs,
+        if task is None and not self.learn_reward:
+            raise ValueError("this env has no registered reward function: set model.init_args.learn_reward true "
+                             "(or 'auto') or register one (README, Environments)")
+        return MPCPolicy(self.planning_step(seed), self.ensemble_size, task, self.planner, low, high, max_envs,
                          discount=self.discount, device=self.device, seed=seed, chunk_size=self.chunk_size,
-                         bf16=bf16)
+                         bf16=bf16, particles=self.particles, resample_members=self.propagation == "ts1")
 
     def acting_policy(self, datamodule, max_envs: int, seed: int = 0, evaluation: bool = False) -> MPCPolicy:
         """What ``CollectOnPolicy``/``Evaluate`` run: MPC on the DataModule's env (the same for both)."""

@@ -70,7 +70,8 @@ class ReplayDataModule(pl.LightningDataModule):
     callbacks collected at the previous epoch end. A ``val_fraction`` of the ring's slots is held out.
 
     Args:
-        env_id: gymnasium id (``mbrl/Cheetah-v0``, ``HalfCheetah-v5``, ...) with a registered reward function.
+        env_id: gymnasium id (``mbrl/Cheetah-v0``, ``HalfCheetah-v5``, ...); one without a registered reward
+            function needs a model that learns it (``learn_reward``).
         env_kwargs: extra keyword arguments for ``gym.make``.
         capacity: buffer rows; the oldest transitions are overwritten beyond it.
         batch_size: transitions per ensemble member per gradient step.
@@ -88,7 +89,8 @@ class ReplayDataModule(pl.LightningDataModule):
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
-        self.task = envs.get_task(env_id)  # fails early, naming the env, if it has no reward function
+        # None for an env with no registered reward: the model must learn it (learn_reward, "auto" in the CLI)
+        self.task = envs.find_task(env_id)
         probe = self.make_env()
         if not isinstance(probe.action_space, gym.spaces.Box) or not isinstance(probe.observation_space,
                                                                                 gym.spaces.Box):

@@ -25,9 +25,17 @@ from mbrl_lightning.envs.cheetah import cheetah_reward
 from mbrl_lightning.envs.gym_tasks import register_gym_tasks
 from mbrl_lightning.envs.obstacles import obstacles_reward, obstacles_terminated
 from mbrl_lightning.envs.reacher import reacher_reward
-from mbrl_lightning.envs.tasks import Task, get_task, load_plugins, make, register_task, registered_task_ids
+from mbrl_lightning.envs.tasks import (
+    Task,
+    find_task,
+    get_task,
+    load_plugins,
+    make,
+    register_task,
+    registered_task_ids,
+)
 
-__all__ = ["Task", "register_task", "get_task", "load_plugins", "make", "registered_task_ids"]
+__all__ = ["Task", "register_task", "get_task", "find_task", "load_plugins", "make", "registered_task_ids"]
 
 _ENVS = {
     "mbrl/Obstacles-v0": ("mbrl_lightning.envs.obstacles:ObstaclesEnv", 100),

@@ -95,6 +95,14 @@ def get_task(env_id: str) -> Task:
         ) from None
 
 
+def find_task(env_id: str) -> Task | None:
+    """The task for ``env_id`` (loading the entry-point plugins on a miss), or ``None`` if there is none: a
+    model that learns reward (and termination) then stands in for it."""
+    if env_id not in _TASKS:
+        load_plugins()
+    return _TASKS.get(env_id)
+
+
 def registered_task_ids() -> list[str]:
     """Sorted ids of all registered tasks."""
     return sorted(_TASKS)

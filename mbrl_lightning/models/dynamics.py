@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -16,12 +16,26 @@ from mbrl_lightning.models.folded import FoldedStep
 from mbrl_lightning.models.normalizer import Normalizer
 
 
+class Prediction(NamedTuple):
+    """One model step for every member: the next state (E, N, obs_dim) and, where the model learns them, the
+    reward (E, N) and termination (E, N, bool); ``None`` means the task's own function gives it."""
+
+    next_obs: Tensor
+    reward: Tensor | None = None
+    terminated: Tensor | None = None
+
+
+LearnFlag = bool | Literal["auto"]
+
+
 class DynamicsEnsemble(pl.LightningModule):
     """E independently initialised networks trained on independent minibatches of the replay buffer.
 
     Targets are normalised deltas ``Normalize(s' - s)`` (eq. 5); predictions are ``s + Unnormalize(f(s, a))``
     (eq. 6). ``loss="mse"`` is the brief's deterministic model; ``loss="nll"`` learns a bounded log-variance
     per output (PETS). The normalisers are refitted to the whole buffer at the start of every iteration.
+    ``learn_reward``/``learn_termination`` add a reward output (trained by MSE on the normalised reward) and a
+    termination logit (trained by cross-entropy), for environments with no hand-written reward function.
 
     Args:
         obs_dim: observation size (linked from the DataModule by the CLI).
@@ -33,21 +47,32 @@ class DynamicsEnsemble(pl.LightningModule):
         lr: Adam learning rate over all members' weights at once (one optimiser, summed member losses).
         weight_decay: Adam's L2 weight decay.
         loss: ``"mse"`` (the brief's deterministic model) or ``"nll"`` (Gaussian with learned variance).
+        learn_reward: also predict the reward of each transition. ``"auto"``: the CLI sets it to whether the
+            run's env has no registered reward function (outside the CLI ``"auto"`` means no).
+        learn_termination: also predict whether a transition terminates the episode (``"auto"`` as above).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int = 3, hidden_size: int = 250,
                  num_layers: int = 2, activation: str = "relu", lr: float = 1e-3, weight_decay: float = 0.0,
-                 loss: Literal["mse", "nll"] = "mse") -> None:
+                 loss: Literal["mse", "nll"] = "mse", learn_reward: LearnFlag = "auto",
+                 learn_termination: LearnFlag = "auto") -> None:
         super().__init__()
         if loss not in ("mse", "nll"):
             raise ValueError(f"loss must be 'mse' or 'nll', got '{loss}'")
+        for name, flag in (("learn_reward", learn_reward), ("learn_termination", learn_termination)):
+            if flag not in (True, False, "auto"):
+                raise ValueError(f"{name} must be true, false or 'auto', got {flag!r}")
         check_positive(obs_dim=obs_dim, act_dim=act_dim, ensemble_size=ensemble_size, hidden_size=hidden_size)
         check_non_negative(num_layers=num_layers)
         self.save_hyperparameters()
         self.obs_dim, self.act_dim, self.ensemble_size = obs_dim, act_dim, ensemble_size
-        out = 2 * obs_dim if loss == "nll" else obs_dim
+        self.learn_reward, self.learn_termination = learn_reward is True, learn_termination is True
+        # output columns: delta mean (obs_dim) | delta log-variance (obs_dim, nll) | reward (1) | termination logit (1)
+        out = (2 if loss == "nll" else 1) * obs_dim + self.learn_reward + self.learn_termination
         self.net = EnsembleMLP(ensemble_size, obs_dim + act_dim, out, hidden_size, num_layers, activation)
         self.obs_norm, self.act_norm, self.delta_norm = Normalizer(obs_dim), Normalizer(act_dim), Normalizer(obs_dim)
+        # only where used, so checkpoints of models without the reward output keep their exact state dict
+        self.reward_norm = Normalizer(1) if self.learn_reward else None
         if loss == "nll":
             self.max_logvar = nn.Parameter(torch.full((obs_dim,), 0.5))
             self.min_logvar = nn.Parameter(torch.full((obs_dim,), -10.0))
@@ -60,34 +85,63 @@ class DynamicsEnsemble(pl.LightningModule):
         self.obs_norm.fit(data["obs"])
         self.act_norm.fit(data["act"])
         self.delta_norm.fit(data["next_obs"] - data["obs"])
+        if self.reward_norm is not None:
+            self.reward_norm.fit(data["reward"].reshape(-1, 1))
+
+    @property
+    def has_learned_heads(self) -> bool:
+        """Whether this model predicts reward or termination besides the next state."""
+        return self.learn_reward or self.learn_termination
 
     def forward(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalised delta mean (and log-variance for ``nll``) for inputs of shape (E, N, .)."""
-        x = torch.cat([self.obs_norm.normalize(obs), self.act_norm.normalize(act)], dim=-1)
-        y = self.net(x)
-        if self.hparams.loss == "mse":
-            return y, None
-        mean, logvar = y.split(self.obs_dim, dim=-1)
-        logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
-        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        mean, logvar, _, _ = self.heads(obs, act)
         return mean, logvar
 
-    def predict_next(self, obs: Tensor, act: Tensor, sample: bool = False,
-                     generator: torch.Generator | None = None) -> Tensor:
-        """Next state ``s + Unnormalize(f(s, a))`` for each member: (E, N, obs_dim).
+    def heads(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """Every output for inputs of shape (E, N, .): normalised delta mean, its bounded log-variance (``nll``),
+        normalised reward (E, N) and termination logit (E, N); ``None`` for the outputs this model lacks."""
+        x = torch.cat([self.obs_norm.normalize(obs), self.act_norm.normalize(act)], dim=-1)
+        y = self.net(x)
+        d = self.obs_dim
+        mean, logvar, col = y[..., :d], None, d
+        if self.hparams.loss == "nll":
+            logvar, col = y[..., d:2 * d], 2 * d
+            logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
+            logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        reward = done_logit = None
+        if self.learn_reward:
+            reward, col = y[..., col], col + 1
+        if self.learn_termination:
+            done_logit = y[..., col]
+        return mean, logvar, reward, done_logit
+
+    def predict(self, obs: Tensor, act: Tensor, sample: bool = False,
+                generator: torch.Generator | None = None) -> Prediction:
+        """One step for each member: next state ``s + Unnormalize(f(s, a))`` (E, N, obs_dim), plus the learned
+        reward and termination (logit > 0) where this model has them.
 
         ``obs``/``act`` of shape (N, .) are broadcast to all members; (E, N, .) gives each member its own
-        trajectory. ``sample=True`` draws from the learned Gaussian (``nll`` only) instead of its mean.
+        trajectory. ``sample=True`` draws the next state from the learned Gaussian (``nll`` only) instead of
+        taking its mean; reward and termination are always the predicted mean and the most likely outcome.
         """
         if obs.dim() == 2:
             obs = obs.expand(self.ensemble_size, *obs.shape)
         if act.dim() == 2:
             act = act.expand(self.ensemble_size, *act.shape)
-        mean, logvar = self(obs, act)
+        mean, logvar, reward, done_logit = self.heads(obs, act)
         if sample and logvar is not None:
             noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
             mean = mean + noise * (0.5 * logvar).exp()
-        return obs + self.delta_norm.unnormalize(mean)
+        if self.reward_norm is not None:
+            reward = self.reward_norm.unnormalize(reward.unsqueeze(-1)).squeeze(-1)
+        return Prediction(obs + self.delta_norm.unnormalize(mean), reward,
+                          None if done_logit is None else done_logit > 0)
+
+    def predict_next(self, obs: Tensor, act: Tensor, sample: bool = False,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """Next state for each member, (E, N, obs_dim): ``predict(...).next_obs``."""
+        return self.predict(obs, act, sample, generator).next_obs
 
     def folded_step(self) -> FoldedStep:
         """``predict_next``'s mean step with the normalisers folded into the first and last layers' weights, for
@@ -97,15 +151,30 @@ class DynamicsEnsemble(pl.LightningModule):
         return FoldedStep(layers, activations, self.obs_norm, self.act_norm, self.delta_norm)
 
     def member_losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """(training objective per member, normalised-delta MSE per member), both of shape (E,)."""
+        """(training objective per member, normalised-delta MSE per member), both of shape (E,).
+
+        The objective adds the learned heads' losses (normalised-reward MSE, termination cross-entropy) to the
+        delta's; their per-member values are kept in ``head_losses`` for logging.
+        """
         target = self.delta_norm.normalize(batch["next_obs"] - batch["obs"])
-        mean, logvar = self(batch["obs"], batch["act"])
+        mean, logvar, reward, done_logit = self.heads(batch["obs"], batch["act"])
         sq = (mean - target).pow(2)
         mse = sq.mean(dim=(1, 2))
         if logvar is None:
-            return mse, mse
-        nll = (sq * (-logvar).exp() + logvar).mean(dim=(1, 2))
-        return nll + 0.01 * (self.max_logvar.sum() - self.min_logvar.sum()), mse
+            objective = mse
+        else:
+            nll = (sq * (-logvar).exp() + logvar).mean(dim=(1, 2))
+            objective = nll + 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
+        self.head_losses: dict[str, Tensor] = {}
+        if self.reward_norm is not None:
+            reward_target = self.reward_norm.normalize(batch["reward"].unsqueeze(-1)).squeeze(-1)
+            self.head_losses["reward"] = (reward - reward_target).pow(2).mean(1)
+        if done_logit is not None:
+            self.head_losses["termination"] = F.binary_cross_entropy_with_logits(
+                done_logit, batch["terminated"].to(done_logit.dtype), reduction="none").mean(1)
+        for value in self.head_losses.values():
+            objective = objective + value
+        return objective, mse
 
     # ----------------------------------------------------------------- Lightning hooks
     def on_train_epoch_start(self) -> None:
@@ -125,6 +194,8 @@ class DynamicsEnsemble(pl.LightningModule):
         self.log("train/loss", mse.mean(), on_step=True, on_epoch=False, prog_bar=True)
         if self.hparams.loss == "nll":
             self.log("train/nll", objective.mean(), on_step=True, on_epoch=False)
+        for name, value in self.head_losses.items():
+            self.log(f"train/{name}_loss", value.mean(), on_step=True, on_epoch=False)
         return loss
 
     def on_train_epoch_end(self) -> None:

@@ -20,10 +20,12 @@ class MPCPolicy:
     episode starts (the other envs keep theirs). Satisfies ``mbrl_lightning.data.Policy``.
     """
 
-    def __init__(self, step: StepFn, ensemble_size: int, task: Task, optimizer: ActionOptimizer, low: Tensor,
+    def __init__(self, step: StepFn, ensemble_size: int, task: Task | None, optimizer: ActionOptimizer, low: Tensor,
                  high: Tensor, max_envs: int, discount: float = 1.0, device: torch.device | str = "cpu",
-                 seed: int = 0, chunk_size: int | None = -1, bf16: bool = False) -> None:
-        check_positive(ensemble_size=ensemble_size, max_envs=max_envs)
+                 seed: int = 0, chunk_size: int | None = -1, bf16: bool = False, particles: int = 1,
+                 resample_members: bool = False) -> None:
+        check_positive(ensemble_size=ensemble_size, max_envs=max_envs, particles=particles)
+        self.particles, self.resample_members = particles, resample_members  # PETS (evaluate_sequences)
         self.step, self.ensemble_size, self.task, self.optimizer = step, ensemble_size, task, optimizer
         self.discount, self.device, self.chunk_size = discount, torch.device(device), chunk_size
         self.bf16 = bf16  # matmuls in bfloat16 under autocast; states and returns stay float32
@@ -40,7 +42,7 @@ class MPCPolicy:
     def evaluate(self, obs: Tensor, actions: Tensor) -> Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             returns = evaluate_sequences(self.step, self.task, obs, actions, self.ensemble_size, self.discount,
-                                         self.chunk_size)
+                                         self.chunk_size, self.particles, self.resample_members, self.generator)
         return returns.float()
 
     def _plan(self, obs: Tensor, env_idx: Tensor, warm: bool) -> Tensor:
