@@ -99,3 +99,21 @@ def test_ts1_with_a_deterministic_ensemble_is_allowed_and_differs_from_the_mean(
     ref = mean.mpc_policy(task, -torch.ones(2), torch.ones(2), 1).evaluate(torch.zeros(1, 3), acts)
     assert ts1.shape == ref.shape == (1, 20)
     assert not torch.allclose(ts1, ref, atol=1e-4)
+
+
+def test_per_layer_weight_decay_reaches_each_layers_weights_only():
+    """PETS/MBPO decay each layer's weights by its own L2 factor; biases and log-variance bounds are not decayed."""
+    decays = [2.5e-5, 5e-5, 7.5e-5, 1e-4]
+    agent = MPCAgent(3, 2, ensemble_size=2, hidden_size=8, num_layers=3, loss="nll", weight_decay=decays)
+    groups = agent.configure_optimizers().param_groups
+    layers = [m for m in agent.net if hasattr(m, "weight")]
+    for layer, d, group in zip(layers, decays, groups, strict=False):
+        assert group["params"] == [layer.weight] and group["weight_decay"] == d
+    rest = groups[-1]
+    assert rest["weight_decay"] == 0.0
+    assert {id(p) for p in rest["params"]} == {id(p) for p in agent.parameters()} - {id(m.weight) for m in layers}
+    assert len(groups) == len(decays) + 1
+    with pytest.raises(ValueError, match="one value per layer"):
+        MPCAgent(3, 2, ensemble_size=2, hidden_size=8, num_layers=3, weight_decay=[1e-4, 1e-4])
+    one = MPCAgent(3, 2, ensemble_size=2, hidden_size=8, num_layers=1, weight_decay=1e-3).configure_optimizers()
+    assert [g["weight_decay"] for g in one.param_groups] == [1e-3, 1e-3, 0.0]

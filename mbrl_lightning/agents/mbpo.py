@@ -50,6 +50,9 @@ class MBPO(SAC):
         obs_dim: observation size, linked from the DataModule by the CLI.
         act_dim: action size, linked from the DataModule by the CLI.
         rollout_length: L, model steps per branched rollout.
+        rollout_schedule: MBPO's ``[a, b, L_a, L_b]``: L grows linearly from ``L_a`` at iteration ``a`` to ``L_b`` at
+            iteration ``b`` (iterations counted from 0, rounded down, held outside [a, b]); replaces
+            ``rollout_length`` from the first iteration on. ``None``: L stays ``rollout_length``.
         rollout_batch_size: start states drawn from the real buffer per rollout round.
         rollout_every: SAC updates between rollout rounds (a round also runs at each epoch's first update).
             ``rollout_batch_size == rollout_every`` gives one rollout per SAC update, as the brief's loop.
@@ -58,13 +61,17 @@ class MBPO(SAC):
         model_buffer_capacity: model transitions kept (FIFO: old rollouts, made by an older model, leave first).
         model_train_steps: dynamics gradient steps per iteration, each on (E, ``model_batch_size``) real batches.
         model_batch_size: real transitions per member in each dynamics gradient step.
+        model_num_elites: members the rollouts use, the best on held-out data after each training (MBPO: 5 of 7);
+            ``None``: all. Held out is the DataModule's ``val_fraction`` (the model then trains on the rest); with
+            no split they are ranked on a sample of the (training) buffer.
         model_ensemble_size: members E of the ``DynamicsEnsemble`` (named ``model_*`` here, unlike
             ``ensemble_size`` in ``ReplayDataModule``: SAC batches must stay (1, B)).
         model_hidden_size: units per hidden layer of each dynamics member.
         model_num_layers: hidden layers of each dynamics member (0 = linear).
         model_activation: activation of the dynamics members.
         model_lr: learning rate of the dynamics' Adam.
-        model_weight_decay: weight decay of the dynamics' Adam.
+        model_weight_decay: L2 decay of the dynamics layers' weights: one value, or one per layer (the paper's
+            2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4 for its 4 hidden layers and output).
         model_loss: dynamics objective: ``"mse"`` on normalised deltas or Gaussian ``"nll"``.
         model_learn_reward: the dynamics also predicts the reward, used in the rollouts (``"auto"``: the CLI sets
             it where the env has no registered reward function).
@@ -90,12 +97,15 @@ class MBPO(SAC):
         log_std_max: SAC's: upper bound of the actor's log-std.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, rollout_length: int = 1, rollout_batch_size: int = 250,
+    def __init__(self, obs_dim: int, act_dim: int, rollout_length: int = 1, rollout_schedule: list[int] | None = None,
+                 rollout_batch_size: int = 250,
                  rollout_every: int = 250, model_sampling: Literal["mean", "random"] = "mean",
                  real_ratio: float | None = None, model_buffer_capacity: int = 1_000_000,
                  model_train_steps: int = 1500, model_batch_size: int = 512, model_ensemble_size: int = 3,
+                 model_num_elites: int | None = None,
                  model_hidden_size: int = 250, model_num_layers: int = 2, model_activation: str = "relu",
-                 model_lr: float = 1e-3, model_weight_decay: float = 0.0, model_loss: Literal["mse", "nll"] = "mse",
+                 model_lr: float = 1e-3, model_weight_decay: float | list[float] = 0.0,
+                 model_loss: Literal["mse", "nll"] = "mse",
                  model_learn_reward: LearnFlag = "auto", model_learn_termination: LearnFlag = "auto",
                  seed: int | None = None,
                  hidden_size: int = 256, num_layers: int = 2, activation: str = "relu", num_critics: int = 2,
@@ -119,6 +129,17 @@ class MBPO(SAC):
         self.rollout_length, self.rollout_batch_size = rollout_length, rollout_batch_size
         self.rollout_every = rollout_every
         self.model_sampling, self.real_ratio = model_sampling, real_ratio
+        if rollout_schedule is not None:
+            if len(rollout_schedule) != 4 or not rollout_schedule[0] < rollout_schedule[1]:
+                raise ValueError(f"rollout_schedule is [a, b, L_a, L_b] with a < b, got {rollout_schedule}")
+            check_positive(rollout_schedule_L_a=rollout_schedule[2], rollout_schedule_L_b=rollout_schedule[3])
+            self.rollout_length = rollout_schedule[2]
+        self.rollout_schedule = rollout_schedule
+        if model_num_elites is not None:
+            check_positive(model_num_elites=model_num_elites)
+            if model_num_elites > model_ensemble_size:
+                raise ValueError(f"model_num_elites ({model_num_elites}) exceeds model_ensemble_size "
+                                 f"({model_ensemble_size})")
         dynamics_args = {"obs_dim": obs_dim, "act_dim": act_dim, "ensemble_size": model_ensemble_size,
                          "hidden_size": model_hidden_size, "num_layers": model_num_layers,
                          "activation": model_activation, "lr": model_lr, "weight_decay": model_weight_decay,
@@ -129,6 +150,11 @@ class MBPO(SAC):
         # hidden_size among them); the submodule reads its own hparams (``loss``), so set them exactly.
         self.dynamics.save_hyperparameters(dynamics_args)
         self.model_buffer = ReplayBuffer(model_buffer_capacity, obs_dim, act_dim)
+        # the members rollouts use (all until the first ranking); kept in the checkpoint's "mbpo" entry, outside
+        # the state dict, so checkpoints from before elites existed still load
+        self.register_buffer("elites", torch.arange(model_num_elites or model_ensemble_size), persistent=False)
+        self.num_elites = model_num_elites
+        self.datamodule = None  # its held-out split ranks the elites (set by setup)
         self.generator = torch.Generator().manual_seed(resolve_seed(seed))
         self.task: Task | None = None
         self.real_buffer: ReplayBuffer | None = None
@@ -152,6 +178,7 @@ class MBPO(SAC):
         if dm is None or not hasattr(dm, "buffer") or not hasattr(dm, "task"):
             raise RuntimeError("MBPO needs a ReplayDataModule (the run's `data:`): its buffer and task")
         self.attach(dm.task, dm.buffer)
+        self.datamodule = dm
 
     # ----------------------------------------------------------------- the model
     def train_model(self, steps: int) -> Tensor:
@@ -160,7 +187,9 @@ class MBPO(SAC):
         Returns the per-step normalised-delta MSE (mean over members), shape (steps,).
         """
         assert self.real_buffer is not None, "call attach() (or run under a Trainer) first"
-        data = self.real_buffer.all()
+        data, held_out = self.real_buffer.all(), None
+        if self.datamodule is not None and getattr(self.datamodule, "val_fraction", 0) > 0:
+            data, held_out = self.datamodule.split()
         self.dynamics.fit_normalizers({k: v.to(self.device) for k, v in data.items()})
         opts = self.optimizers()
         opt = opts[self._opt_index["dynamics"]]
@@ -169,7 +198,11 @@ class MBPO(SAC):
         losses = torch.zeros(steps)
         self.dynamics.train()
         for step in range(steps):
-            batch = self.real_buffer.sample(B, self.generator, shape=(E,))
+            if held_out is None:
+                batch = self.real_buffer.sample(B, self.generator, shape=(E,))
+            else:  # the training share only: the held-out rows rank the elites
+                idx = torch.randint(data["obs"].shape[0], (E, B), generator=self.generator)
+                batch = {k: v[idx] for k, v in data.items()}
             objective, mse = self.dynamics.member_losses({k: v.to(self.device) for k, v in batch.items()})
             loss = objective.sum()  # members are independent: summing keeps each member's gradient its own
             self.step_optimizers((opt, loss))
@@ -178,7 +211,25 @@ class MBPO(SAC):
         if not torch.isfinite(losses).all():
             raise FloatingPointError("dynamics loss is not finite: lower model_lr or check the data for huge values")
         self.model_trained_steps += steps
+        if self.num_elites is not None:
+            self.rank_elites(held_out if held_out is not None and held_out["obs"].shape[0] > 0 else data)
         return losses
+
+    @torch.no_grad()
+    def rank_elites(self, data: dict[str, Tensor], max_rows: int = 5000) -> Tensor:
+        """Keep the ``model_num_elites`` members with the lowest normalised-delta MSE on ``data`` (up to
+        ``max_rows`` of it); returns every member's MSE, shape (E,)."""
+        n = data["obs"].shape[0]
+        rows = torch.randperm(n, generator=self.generator)[:max_rows] if n > max_rows else torch.arange(n)
+        batch = {k: v[rows].to(self.device).expand(self.dynamics.ensemble_size, *v[rows].shape)
+                 for k, v in data.items()}
+        was_training = self.dynamics.training
+        self.dynamics.eval()
+        _, mse = self.dynamics.member_losses(batch)
+        self.dynamics.train(was_training)
+        mse = all_reduce_mean(self._trainer, mse.cpu())
+        self.elites.copy_(mse.argsort()[: self.num_elites].to(self.elites.device))
+        return mse
 
     def model_step(self, obs: Tensor, act: Tensor) -> Prediction:
         """The ensemble's step for (N, .) inputs, each output (N, ...): members' mean (a learned termination by
@@ -186,11 +237,13 @@ class MBPO(SAC):
         sample = self.model_sampling == "random" and self.hparams.model_loss == "nll"
         gen = self.generator if self.device.type == "cpu" else None
         pred = self.dynamics.predict(obs, act, sample=sample, generator=gen)  # (E, N, ...)
+        if self.num_elites is not None:  # only the elites' predictions count
+            pred = Prediction(*(None if x is None else x[self.elites] for x in pred))
         if self.model_sampling == "mean":
             done = None if pred.terminated is None else pred.terminated.float().mean(0) > 0.5
             return Prediction(pred.next_obs.mean(0), None if pred.reward is None else pred.reward.mean(0), done)
         n = obs.shape[0]
-        member = torch.randint(self.dynamics.ensemble_size, (n,), generator=self.generator).to(obs.device)
+        member = torch.randint(pred.next_obs.shape[0], (n,), generator=self.generator).to(obs.device)
         rows = torch.arange(n, device=obs.device)
         return Prediction(*(None if x is None else x[member, rows] for x in pred))
 
@@ -276,8 +329,19 @@ class MBPO(SAC):
         # after a resume's restore: under DDP each rank draws its own batches and rollout starts from here on
         fork_generator(self.generator, self.trainer)
 
+    def scheduled_rollout_length(self, iteration: int) -> int:
+        """L at this iteration under ``rollout_schedule`` (``rollout_length`` without one)."""
+        if self.rollout_schedule is None:
+            return self.rollout_length
+        a, b, len_a, len_b = self.rollout_schedule
+        frac = min(max((iteration - a) / (b - a), 0.0), 1.0)
+        return int(len_a + frac * (len_b - len_a))
+
     def on_train_epoch_start(self) -> None:
         self.rollout_seconds = 0.0
+        if self.rollout_schedule is not None:
+            self.rollout_length = self.scheduled_rollout_length(self.current_epoch)
+            self.log("mbpo/rollout_length", float(self.rollout_length), on_step=False, on_epoch=True)
         if self.rollout_length == 0 or self.hparams.model_train_steps == 0:
             return  # L = 0: model-free SAC, the model is never trained
         start = time.perf_counter()
@@ -320,7 +384,8 @@ class MBPO(SAC):
         super().on_save_checkpoint(checkpoint)
         checkpoint["mbpo"] = {"model_buffer": self.model_buffer.state_dict(),
                               "generator": self.generator.get_state(),
-                              "model_trained_steps": self.model_trained_steps}
+                              "model_trained_steps": self.model_trained_steps,
+                              "elites": self.elites.cpu(), "rollout_length": self.rollout_length}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -329,3 +394,6 @@ class MBPO(SAC):
             self.model_buffer.load_state_dict(state["model_buffer"])
             self.generator.set_state(state["generator"])
             self.model_trained_steps = int(state["model_trained_steps"])
+            if "elites" in state:
+                self.elites = state["elites"].to(self.elites.device)
+                self.rollout_length = int(state["rollout_length"])

@@ -46,7 +46,7 @@ class MPCAgent(DynamicsEnsemble):
         num_layers: hidden layers of each member's MLP (0: a linear model).
         activation: hidden activation (relu, tanh, silu, elu, gelu, leaky_relu).
         lr: Adam learning rate of the dynamics model.
-        weight_decay: Adam's L2 weight decay.
+        weight_decay: L2 decay of the layers' weights: one value, or one per layer (PETS/MBPO).
         loss: ``"mse"`` (the brief's deterministic model) or ``"nll"`` (Gaussian with learned variance).
     """
 
@@ -55,7 +55,7 @@ class MPCAgent(DynamicsEnsemble):
                  num_particles: int | None = None, chunk_size: int | None = -1,
                  bf16: bool | Literal["auto"] = False,
                  ensemble_size: int = 3, hidden_size: int = 250, num_layers: int = 2, activation: str = "relu",
-                 lr: float = 1e-3, weight_decay: float = 0.0, loss: Literal["mse", "nll"] = "mse",
+                 lr: float = 1e-3, weight_decay: float | list[float] = 0.0, loss: Literal["mse", "nll"] = "mse",
                  learn_reward: LearnFlag = "auto", learn_termination: LearnFlag = "auto") -> None:
         super().__init__(obs_dim, act_dim, ensemble_size, hidden_size, num_layers, activation, lr, weight_decay,
                          loss, learn_reward, learn_termination)

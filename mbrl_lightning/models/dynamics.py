@@ -45,7 +45,8 @@ class DynamicsEnsemble(pl.LightningModule):
         num_layers: hidden layers of each member's MLP (0: a linear model).
         activation: hidden activation (relu, tanh, silu, elu, gelu, leaky_relu).
         lr: Adam learning rate over all members' weights at once (one optimiser, summed member losses).
-        weight_decay: Adam's L2 weight decay.
+        weight_decay: L2 decay (Adam's, coupled) of each layer's weights, biases and log-variance bounds undecayed:
+            one value for every layer, or one per layer, input first (PETS/MBPO: 2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4).
         loss: ``"mse"`` (the brief's deterministic model) or ``"nll"`` (Gaussian with learned variance).
         learn_reward: also predict the reward of each transition. ``"auto"``: the CLI sets it to whether the
             run's env has no registered reward function (outside the CLI ``"auto"`` means no).
@@ -53,9 +54,9 @@ class DynamicsEnsemble(pl.LightningModule):
     """
 
     def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int = 3, hidden_size: int = 250,
-                 num_layers: int = 2, activation: str = "relu", lr: float = 1e-3, weight_decay: float = 0.0,
-                 loss: Literal["mse", "nll"] = "mse", learn_reward: LearnFlag = "auto",
-                 learn_termination: LearnFlag = "auto") -> None:
+                 num_layers: int = 2, activation: str = "relu", lr: float = 1e-3,
+                 weight_decay: float | list[float] = 0.0, loss: Literal["mse", "nll"] = "mse",
+                 learn_reward: LearnFlag = "auto", learn_termination: LearnFlag = "auto") -> None:
         super().__init__()
         if loss not in ("mse", "nll"):
             raise ValueError(f"loss must be 'mse' or 'nll', got '{loss}'")
@@ -70,6 +71,12 @@ class DynamicsEnsemble(pl.LightningModule):
         # output columns: delta mean (obs_dim) | delta log-variance (obs_dim, nll) | reward (1) | termination logit (1)
         out = (2 if loss == "nll" else 1) * obs_dim + self.learn_reward + self.learn_termination
         self.net = EnsembleMLP(ensemble_size, obs_dim + act_dim, out, hidden_size, num_layers, activation)
+        decays = [weight_decay] * (num_layers + 1) if isinstance(weight_decay, int | float) else list(weight_decay)
+        if len(decays) != num_layers + 1:
+            raise ValueError(f"weight_decay lists one value per layer: {num_layers + 1} here, got {len(decays)}")
+        if any(not isinstance(d, int | float) or d < 0 for d in decays):
+            raise ValueError(f"weight_decay must be >= 0 (one number, or one per layer), got {weight_decay!r}")
+        self.layer_decays = [float(d) for d in decays]
         self.obs_norm, self.act_norm, self.delta_norm = Normalizer(obs_dim), Normalizer(act_dim), Normalizer(obs_dim)
         # only where used, so checkpoints of models without the reward output keep their exact state dict
         self.reward_norm = Normalizer(1) if self.learn_reward else None
@@ -216,4 +223,9 @@ class DynamicsEnsemble(pl.LightningModule):
         self.val_mse.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        layers = [m for m in self.net if isinstance(m, EnsembleLinear)]
+        decayed = {id(layer.weight) for layer in layers}
+        groups = [{"params": [layer.weight], "weight_decay": d} for layer, d in zip(layers, self.layer_decays,
+                                                                                       strict=True)]
+        groups.append({"params": [p for p in self.parameters() if id(p) not in decayed], "weight_decay": 0.0})
+        return torch.optim.Adam(groups, lr=self.hparams.lr)

@@ -1,0 +1,89 @@
+"""MBPO's paper settings (Janner et al. 2019): a rollout-length schedule and elite members picked on held-out data."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from mbrl_lightning.agents import MBPO
+from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom
+from mbrl_lightning.data import ReplayDataModule
+
+CHEETAH = "mbrl/Cheetah-v0"  # never terminates: a round of rollouts adds exactly starts x L rows
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def small(dm, **kwargs):
+    settings = dict(rollout_batch_size=8, rollout_every=100, model_train_steps=10, model_batch_size=32,
+                    model_ensemble_size=3, model_hidden_size=16, hidden_size=16, model_buffer_capacity=10_000)
+    return MBPO(dm.obs_dim, dm.act_dim, **{**settings, **kwargs})
+
+
+def test_schedule_is_the_papers_linear_ramp():
+    """Hopper's [20, 100, 1, 15]: L = 1 up to iteration 20, then linear (rounded down) to 15 at iteration 100."""
+    agent = MBPO(4, 2, rollout_schedule=[20, 100, 1, 15], hidden_size=8, model_hidden_size=8)
+    assert agent.rollout_length == 1
+    assert [agent.scheduled_rollout_length(i) for i in (0, 20, 40, 60, 99, 100, 300)] == [1, 1, 4, 8, 14, 15, 15]
+    with pytest.raises(ValueError, match="a < b"):
+        MBPO(4, 2, rollout_schedule=[5, 5, 1, 3])
+
+
+class RoundRows(pl.Callback):
+    """Model-buffer rows added in each iteration (one rollout round per iteration here)."""
+
+    def __init__(self):
+        self.rows, self.seen = [], 0
+
+    def on_train_epoch_end(self, trainer, module):
+        self.rows.append(module.model_buffer.total_added - self.seen)
+        self.seen = module.model_buffer.total_added
+
+
+def test_rollouts_follow_the_schedule_in_a_run(tmp_path):
+    pl.seed_everything(0)
+    dm = ReplayDataModule(CHEETAH, env_kwargs={"max_episode_steps": 50}, capacity=5000, batch_size=32,
+                          steps_per_epoch=5)
+    agent = small(dm, rollout_schedule=[0, 2, 1, 3])
+    rows = RoundRows()
+    trainer = pl.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, reload_dataloaders_every_n_epochs=1, default_root_dir=tmp_path,
+                         callbacks=[CollectRandom(200), CollectOnPolicy(50), rows])
+    trainer.fit(agent, datamodule=dm)
+    assert rows.rows == [8 * 1, 8 * 2, 8 * 3, 8 * 3]  # L = 1, 2, 3, then held at 3
+
+
+def test_elites_are_the_best_members_on_held_out_data_and_only_they_roll_out(tmp_path):
+    pl.seed_everything(0)
+    dm = ReplayDataModule(CHEETAH, env_kwargs={"max_episode_steps": 50}, capacity=4000, batch_size=32,
+                          steps_per_epoch=5, val_fraction=0.25)
+    agent = small(dm, rollout_length=1, model_num_elites=2, model_train_steps=30)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, reload_dataloaders_every_n_epochs=1, default_root_dir=tmp_path,
+                         num_sanity_val_steps=0, callbacks=[CollectRandom(400)])
+    seen = []
+    losses = agent.dynamics.member_losses
+
+    def recording(batch):  # every batch the dynamics sees, in order
+        seen.append(batch["obs"][0])
+        return losses(batch)
+
+    agent.dynamics.member_losses = recording
+    trainer.fit(agent, datamodule=dm)
+    train, held_out = dm.split()
+    train_rows = {tuple(r) for r in train["obs"].tolist()}
+    held_rows = {tuple(r) for r in held_out["obs"].tolist()}
+    assert len(seen) == 30 + 1  # 30 training batches, then one ranking pass
+    assert all(tuple(r) in train_rows for batch in seen[:30] for r in batch.tolist())
+    assert {tuple(r) for r in seen[30].tolist()} == held_rows  # the ranking used the held-out rows, all of them
+
+    agent.dynamics.member_losses = losses
+    with torch.no_grad():  # ruin member 0: it must leave the elites
+        agent.dynamics.net[-1].weight[0].mul_(100.0)
+    mse = agent.rank_elites(held_out)
+    assert 0 not in agent.elites.tolist() and len(agent.elites) == 2
+    assert set(agent.elites.tolist()) == set(mse.argsort()[:2].tolist())
+    obs, act = held_out["obs"][:5], held_out["act"][:5]
+    with torch.no_grad():
+        want = agent.dynamics.predict_next(obs, act)[agent.elites].mean(0)
+        torch.testing.assert_close(agent.model_step(obs, act).next_obs, want)
+    with pytest.raises(ValueError, match="exceeds"):
+        small(dm, model_num_elites=4)
