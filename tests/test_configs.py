@@ -105,3 +105,29 @@ def test_every_config_parses_and_instantiates(tmp_path, monkeypatch):
     for path in paths:
         cli = lightning_main(["--config", str(path), "--trainer.logger", "false"], run=False)
         assert cli.model.hparams["obs_dim"] == cli.datamodule.obs_dim, path
+
+
+def test_mbpo_paper_configs_keep_the_papers_ratios(tmp_path, monkeypatch):
+    """MBPO's settings (Janner et al. 2019): 7 members / 5 elites, 5 % real data, 400 model rollouts per env step;
+    Hopper: 20 SAC updates per env step, L 1 -> 15 over iterations 20 -> 100, 1000 env steps per iteration."""
+    from mbrl_lightning.callbacks import CollectOnPolicy
+    from mbrl_lightning.cli import lightning_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mbrl_lightning"])
+    for name, updates_per_step, env_steps in (("hopper", 20, 1000), ("inverted_pendulum", 10, 250)):
+        cli = lightning_main(["--config", str(ROOT / "configs" / "mbpo" / f"{name}.yaml"), "--trainer.logger",
+                              "false"], run=False)
+        m, dm = cli.model, cli.datamodule
+        collect = next(c for c in cli.trainer.callbacks if isinstance(c, CollectOnPolicy))
+        assert collect.num_steps == env_steps
+        assert dm.steps_per_epoch == updates_per_step * env_steps
+        rounds = dm.steps_per_epoch // m.rollout_every
+        assert m.rollout_batch_size * rounds / env_steps == 400
+        assert (m.dynamics.ensemble_size, m.num_elites, m.real_ratio) == (7, 5, 0.05)
+        assert m.dynamics.layer_decays == [2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4] and dm.val_fraction > 0
+        if name == "hopper":
+            assert m.rollout_schedule == [20, 100, 1, 15] and cli.trainer.max_epochs == 125
+            assert m.dynamics.learn_reward and not m.dynamics.learn_termination
+        else:
+            assert m.rollout_length == 1 and m.dynamics.learn_reward and m.dynamics.learn_termination
