@@ -193,3 +193,31 @@ def test_resumed_run_is_merged_with_the_run_it_continues(tmp_path):
     assert series.label == "obstacles_multi_iter/version_0+1"
     np.testing.assert_allclose(series.x, [1, 2])
     np.testing.assert_allclose(series.y, first["returns"] + resumed["returns"][-1:], rtol=1e-6)
+
+
+def test_standard_tasks_plot_pets_and_sac_against_env_steps(tmp_path):
+    """Runs on a gymnasium task (Pendulum-v1: learned reward) share one figure, x = real env steps at evaluation,
+    each line named by its method (PETS with its propagation, SAC)."""
+    logs = tmp_path / "runs"
+    pets = tiny_config(logs, "pets_pendulum")
+    pets["data"]["init_args"]["env_id"] = "Pendulum-v1"
+    pets["model"]["init_args"].update({"loss": "nll", "propagation": "ts_inf", "num_particles": 4})
+    fit(tmp_path, pets)
+    sac = tiny_config(logs, "sac_pendulum")
+    sac["data"]["init_args"]["env_id"] = "Pendulum-v1"
+    sac["model"] = {"class_path": "mbrl_lightning.agents.MBPO",
+                    "init_args": {"rollout_length": 0, "hidden_size": 16}}
+    fit(tmp_path, sac)
+    data = build_report(load_runs(logs))
+    fig = next(f for f in data.figures if f.problem == "Standard tasks")
+    assert fig.key == "task_Pendulum_v1"
+    labels = sorted(s.label for s in fig.panels[0].series)
+    assert labels == ["PETS (TS-inf, 4 particles) [pets_pendulum]", "SAC [sac_pendulum]"]
+    for series, name in zip(sorted(fig.panels[0].series, key=lambda s: s.label), ("pets_pendulum", "sac_pendulum"),
+                            strict=True):
+        acc = EventAccumulator(str(next((logs / name).glob("version_0")))).Reload()
+        steps = [e.value for e in acc.Scalars("eval/env_steps")]
+        returns = [e.value for e in acc.Scalars("eval/return")]
+        np.testing.assert_allclose(series.x, steps)
+        np.testing.assert_allclose(series.y, returns, rtol=1e-6)
+    assert not any(f.problem == "Other runs" for f in data.figures)

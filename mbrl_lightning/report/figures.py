@@ -320,6 +320,37 @@ class _Builder:
         self.figures.append(FigureSpec("problem6_mbpo", "Problem 6: SAC vs Dyna vs MBPO", caption,
                                        [Panel("halfcheetah", "iteration", "eval return", series)], "Problem 6"))
 
+    # -- beyond the brief: gymnasium's own tasks ----------------------------------------------------------
+    def standard_tasks(self) -> None:
+        """One figure per gymnasium task (an env id outside ``mbrl/``): every method's return against the real
+        env steps it had collected when evaluated, so PETS, MBPO and SAC compare at equal data."""
+        tasks: dict[str, list[Run]] = {}
+        for run in self.runs:
+            env_id = str(run.get("data.init_args.env_id", ""))
+            if env_id and not env_id.startswith("mbrl/") and run.has("eval/return") and run.has("eval/env_steps"):
+                tasks.setdefault(env_id, []).append(run)
+        for env_id, runs in sorted(tasks.items()):
+            series = []
+            for group in self.groups(runs):
+                self.use(group)
+                curves = []
+                for run in group:
+                    steps, ret = run.series("eval/return")
+                    env_steps = dict(zip(*(a.tolist() for a in run.series("eval/env_steps")), strict=True))
+                    std = dict(zip(*(a.tolist() for a in run.series("eval/return_std")), strict=True))
+                    keep = [i for i, st in enumerate(steps.tolist()) if st in env_steps]
+                    x = np.array([env_steps[steps[i]] for i in keep], dtype=float)
+                    spread = (np.array([std[steps[i]] for i in keep]) if all(steps[i] in std for i in keep)
+                              else None)
+                    curves.append((x, ret[keep], spread))
+                series.append(aggregate(f"{_method_label(group[0])} [{_group_label(group)}]", curves,
+                                        [r.label for r in group]))
+            stem = "task_" + "".join(c if c.isalnum() else "_" for c in env_id)
+            caption = (f"{env_id}: evaluation return against the real env steps collected so far. Final return: "
+                       f"{_finals(series)}." + _best(series) + _spreads(series))
+            self.figures.append(FigureSpec(stem, f"{env_id}: PETS, MBPO and SAC", caption,
+                                           [Panel(env_id, "env steps", "eval return", series)], "Standard tasks"))
+
     # -- everything else ---------------------------------------------------------------------------------
     def others(self) -> None:
         rest = [r for r in self.runs if str(r.path) not in self.used]
@@ -359,6 +390,23 @@ def _planner_label(run: Run) -> str:
     return f"{cls or 'unknown planner'} ({run.base_name})"
 
 
+def _method_label(run: Run) -> str:
+    """PETS (TS-inf, 10 particles) / MPC (RandomShooting) / MBPO (L 1) / SAC: what a standard-task run is."""
+    cls = str(run.get("model.class_path", "")).rsplit(".", 1)[-1]
+    init = "model.init_args"
+    if cls == "MPCAgent":
+        prop = run.get(f"{init}.propagation", "mean")
+        if prop in ("ts_inf", "ts1"):
+            return f"PETS ({'TS-inf' if prop == 'ts_inf' else 'TS1'}, {run.get(f'{init}.num_particles')} particles)"
+        return f"MPC ({str(run.get(f'{PLANNER}.class_path', '')).rsplit('.', 1)[-1]})"
+    if cls == "MBPO":
+        if run.get(f"{init}.rollout_length") == 0 and run.get(f"{init}.rollout_schedule") is None:
+            return "SAC"
+        schedule = run.get(f"{init}.rollout_schedule")
+        return "MBPO (L " + ("->".join(map(str, schedule[2:])) if schedule else str(_rollout_length(run))) + ")"
+    return cls or "unknown"
+
+
 def _rollout_length(run: Run) -> Any:
     """A config value whose key names the model rollout length (``...rollout_length``), if the run has one."""
     for key, value in flatten(run.config or {}).items():
@@ -379,6 +427,7 @@ def build_report(runs: list[Run]) -> ReportData:
     b.problem4()
     b.problem5()
     b.problem6()
+    b.standard_tasks()
     b.others()
     return ReportData(b.figures, b.skipped, b.notes, runs, b.results)
 
