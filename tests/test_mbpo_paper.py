@@ -87,3 +87,22 @@ def test_elites_are_the_best_members_on_held_out_data_and_only_they_roll_out(tmp
         torch.testing.assert_close(agent.model_step(obs, act).next_obs, want)
     with pytest.raises(ValueError, match="exceeds"):
         small(dm, model_num_elites=4)
+
+
+def test_elites_and_scheduled_length_survive_a_checkpoint():
+    agent = MBPO(4, 2, rollout_schedule=[0, 4, 1, 5], model_ensemble_size=4, model_num_elites=2, hidden_size=8,
+                 model_hidden_size=8)
+    agent.elites.copy_(torch.tensor([3, 1]))
+    agent.rollout_length = 4
+    checkpoint = {}
+    agent.on_save_checkpoint(checkpoint)
+    again = MBPO(4, 2, rollout_schedule=[0, 4, 1, 5], model_ensemble_size=4, model_num_elites=2, hidden_size=8,
+                 model_hidden_size=8)
+    again.on_load_checkpoint(checkpoint)
+    assert again.elites.tolist() == [3, 1] and again.rollout_length == 4
+    other = MBPO(4, 2, model_ensemble_size=4, model_num_elites=3, rollout_length=2, hidden_size=8,
+                 model_hidden_size=8)
+    other.on_load_checkpoint(checkpoint)  # another elite count or no schedule now: the config wins
+    assert other.elites.tolist() == [0, 1, 2] and other.rollout_length == 2
+    del checkpoint["mbpo"]["elites"], checkpoint["mbpo"]["rollout_length"]  # as saved before elites existed
+    MBPO(4, 2, model_ensemble_size=4, hidden_size=8, model_hidden_size=8).on_load_checkpoint(checkpoint)

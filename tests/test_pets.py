@@ -102,7 +102,7 @@ def test_ts1_with_a_deterministic_ensemble_is_allowed_and_differs_from_the_mean(
 
 
 def test_per_layer_weight_decay_reaches_each_layers_weights_only():
-    """PETS/MBPO decay each layer's weights by its own L2 factor; biases and log-variance bounds are not decayed."""
+    """A list: PETS/MBPO decay each layer's weights by its own L2 factor; biases and log-variance bounds are not."""
     decays = [2.5e-5, 5e-5, 7.5e-5, 1e-4]
     agent = MPCAgent(3, 2, ensemble_size=2, hidden_size=8, num_layers=3, loss="nll", weight_decay=decays)
     groups = agent.configure_optimizers().param_groups
@@ -115,5 +115,20 @@ def test_per_layer_weight_decay_reaches_each_layers_weights_only():
     assert len(groups) == len(decays) + 1
     with pytest.raises(ValueError, match="one value per layer"):
         MPCAgent(3, 2, ensemble_size=2, hidden_size=8, num_layers=3, weight_decay=[1e-4, 1e-4])
+    # one number: one group over every parameter, as before per-layer decay (older checkpoints' optimisers load)
     one = MPCAgent(3, 2, ensemble_size=2, hidden_size=8, num_layers=1, weight_decay=1e-3).configure_optimizers()
-    assert [g["weight_decay"] for g in one.param_groups] == [1e-3, 1e-3, 0.0]
+    assert [g["weight_decay"] for g in one.param_groups] == [1e-3]
+
+
+def test_particle_rows_line_up_with_candidates_for_any_chunk_size():
+    """Distinct candidates, particles = 3, chunks that split a candidate's particles: the same scores."""
+    def step(obs, act):  # deterministic, depends on the action and the member
+        return obs + act[..., :1] + OFFSET
+    acts = torch.rand(2, 7, 4, 1, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    obs = torch.tensor([[0.0], [0.5]])
+    scores = [evaluate_sequences(step, SQUARE, obs, acts, 2, particles=3, chunk_size=c) for c in (None, 4, 5, 13)]
+    for other in scores[1:]:
+        torch.testing.assert_close(other, scores[0])
+    single = evaluate_sequences(step, SQUARE, obs, acts, 2)  # identical particles: the mean of one
+    torch.testing.assert_close(scores[0], single)
+    assert scores[0].std() > 0.1  # the candidates really differ

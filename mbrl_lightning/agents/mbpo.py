@@ -217,8 +217,8 @@ class MBPO(SAC):
 
     @torch.no_grad()
     def rank_elites(self, data: dict[str, Tensor], max_rows: int = 5000) -> Tensor:
-        """Keep the ``model_num_elites`` members with the lowest normalised-delta MSE on ``data`` (up to
-        ``max_rows`` of it); returns every member's MSE, shape (E,)."""
+        """Keep the ``model_num_elites`` members with the lowest error on ``data`` (up to ``max_rows`` of it):
+        normalised-delta MSE plus the learned heads' losses; returns every member's error, shape (E,)."""
         n = data["obs"].shape[0]
         rows = torch.randperm(n, generator=self.generator)[:max_rows] if n > max_rows else torch.arange(n)
         batch = {k: v[rows].to(self.device).expand(self.dynamics.ensemble_size, *v[rows].shape)
@@ -226,6 +226,8 @@ class MBPO(SAC):
         was_training = self.dynamics.training
         self.dynamics.eval()
         _, mse = self.dynamics.member_losses(batch)
+        for head_loss in self.dynamics.head_losses.values():  # a bad learned reward disqualifies a member too
+            mse = mse + head_loss
         self.dynamics.train(was_training)
         mse = all_reduce_mean(self._trainer, mse.cpu())
         self.elites.copy_(mse.argsort()[: self.num_elites].to(self.elites.device))
@@ -394,6 +396,7 @@ class MBPO(SAC):
             self.model_buffer.load_state_dict(state["model_buffer"])
             self.generator.set_state(state["generator"])
             self.model_trained_steps = int(state["model_trained_steps"])
-            if "elites" in state:
+            if "elites" in state and len(state["elites"]) == len(self.elites):  # same elite count configured
                 self.elites = state["elites"].to(self.elites.device)
+            if "rollout_length" in state and self.rollout_schedule is not None:
                 self.rollout_length = int(state["rollout_length"])

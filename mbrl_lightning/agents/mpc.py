@@ -35,7 +35,8 @@ class MPCAgent(DynamicsEnsemble):
         num_particles: PETS' P, particles per candidate (a multiple of ``ensemble_size``); ``None``: one per
             member.
         chunk_size: candidate rows rolled out at once; -1 = the device's default (512 on CPU, all on GPU),
-            None = all. A speed setting only: the plans do not depend on it.
+            None = all. A speed setting only: with mean propagation the plans do not depend on it (sampled
+            particles and TS1 draw their noise per chunk, so there only the statistics are the same).
         bf16: plan with bfloat16 matmuls (autocast; states and rewards stay float32). About 2.5x faster on
             CPUs with AVX512-BF16 (or AMX) and on recent GPUs, but some 30x *slower* on CPUs without them
             (a warning says so); its effect on returns is in the README. ``"auto"``: bfloat16 where the device
@@ -115,12 +116,22 @@ class MPCAgent(DynamicsEnsemble):
             warnings.warn("bf16: true on a CPU without AVX512-BF16 or AMX: bfloat16 matmuls are emulated there and "
                           "planning runs ~30x slower than float32 (benchmarks/planning.py --bf16). Set "
                           "--model.init_args.bf16 false (or auto).", stacklevel=2)
-        if task is None and not self.learn_reward:
-            raise ValueError("this env has no registered reward function: set model.init_args.learn_reward true "
-                             "(or 'auto') or register one (README, Environments)")
+        self._check_task(task)
         return MPCPolicy(self.planning_step(seed), self.ensemble_size, task, self.planner, low, high, max_envs,
                          discount=self.discount, device=self.device, seed=seed, chunk_size=self.chunk_size,
                          bf16=bf16, particles=self.particles, resample_members=self.propagation == "ts1")
+
+    def _check_task(self, task: Task | None) -> None:
+        if task is None and not self.learn_reward:
+            raise ValueError("this env has no registered reward function: set model.init_args.learn_reward true "
+                             "(or 'auto') or register one (README, Environments)")
+        if task is None and not self.learn_termination:
+            _print_once("no registered task and learn_termination false: planning assumes episodes never end")
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "task"):
+            self._check_task(dm.task)  # before any data is collected or trained on
 
     def acting_policy(self, datamodule, max_envs: int, seed: int = 0, evaluation: bool = False) -> MPCPolicy:
         """What ``CollectOnPolicy``/``Evaluate`` run: MPC on the DataModule's env (the same for both)."""

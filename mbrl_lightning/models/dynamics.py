@@ -45,8 +45,8 @@ class DynamicsEnsemble(pl.LightningModule):
         num_layers: hidden layers of each member's MLP (0: a linear model).
         activation: hidden activation (relu, tanh, silu, elu, gelu, leaky_relu).
         lr: Adam learning rate over all members' weights at once (one optimiser, summed member losses).
-        weight_decay: L2 decay (Adam's, coupled) of each layer's weights, biases and log-variance bounds undecayed:
-            one value for every layer, or one per layer, input first (PETS/MBPO: 2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4).
+        weight_decay: Adam's (coupled) L2 decay: one value for every parameter, or a list with one value per layer,
+            input first, for the layers' weights only (PETS/MBPO: 2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4).
         loss: ``"mse"`` (the brief's deterministic model) or ``"nll"`` (Gaussian with learned variance).
         learn_reward: also predict the reward of each transition. ``"auto"``: the CLI sets it to whether the
             run's env has no registered reward function (outside the CLI ``"auto"`` means no).
@@ -223,6 +223,8 @@ class DynamicsEnsemble(pl.LightningModule):
         self.val_mse.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        if isinstance(self.hparams.weight_decay, int | float):  # one group, as checkpoints before per-layer decay
+            return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         layers = [m for m in self.net if isinstance(m, EnsembleLinear)]
         decayed = {id(layer.weight) for layer in layers}
         groups = [{"params": [layer.weight], "weight_decay": d} for layer, d in zip(layers, self.layer_decays,

@@ -83,7 +83,7 @@ def _rollout(step: StepFn, task: Task | None, start: Tensor, acts: Tensor, ensem
     alive = None
     weight = 1.0
     for t in range(acts.shape[0]):
-        if resample_members and ensemble_size > 1:
+        if resample_members and ensemble_size > 1 and t > 0:  # at t = 0 every member holds the same start
             order = torch.rand(ensemble_size, c, device=start.device, generator=generator).argsort(0)
             state = state.gather(0, order.unsqueeze(-1).expand(-1, -1, obs_dim))
             if alive is not None:
