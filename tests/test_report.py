@@ -221,3 +221,33 @@ def test_standard_tasks_plot_pets_and_sac_against_env_steps(tmp_path):
         np.testing.assert_allclose(series.x, steps)
         np.testing.assert_allclose(series.y, returns, rtol=1e-6)
     assert not any(f.problem == "Other runs" for f in data.figures)
+
+
+
+def test_logged_wall_time_sums_the_segments_of_a_run(tmp_path):
+    """Wall time = per event file (a start or a resumption), last minus first event, summed over the files."""
+    import time
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from mbrl_lightning.report import load_run
+
+    t0 = time.time()
+    for spans in ((100.0, 160.0), (5.0, 55.0)):  # two segments in one folder: 160 s and 55 s from their start
+        writer = SummaryWriter(str(tmp_path / "run" / "version_0"), filename_suffix=f".{spans[1]}")
+        for k, dt in enumerate(spans):
+            writer.add_scalar("eval/return", float(k), k, walltime=t0 + dt)
+        writer.close()
+        t0 = time.time()
+    run = load_run(tmp_path / "run" / "version_0")
+    assert abs(run.wall_seconds - (160 + 55)) < 5, run.wall_seconds
+
+
+def test_fit_start_is_logged_before_the_initial_data(logged):
+    """ProgressReport writes an event at setup, so the logged span includes CollectRandom's work."""
+    logs, _ = logged
+    acc = EventAccumulator(str(logs / "reacher_ablation" / "version_0"), size_guidance={"scalars": 0})
+    acc.Reload()
+    start = acc.Scalars("time/fit_start")[0]
+    first_data = acc.Scalars("data/env_steps")[0]
+    assert start.step == 0 and start.wall_time <= first_data.wall_time

@@ -35,6 +35,9 @@ class ProgressReport(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._start = time.perf_counter()  # before on_fit_start, so initial data collection is counted
+        if trainer.logger is not None and trainer.is_global_zero:
+            # an event now: the logged wall time (first to last event, `report`) then covers the data collection
+            trainer.logger.log_metrics({"time/fit_start": time.time()}, step=trainer.global_step)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:

@@ -58,16 +58,20 @@ def _fmt(value: float | None, spec: str = ".4g") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def final_row(run: Run) -> tuple[str, str, str, str]:
-    """(run, iterations, final return ± std, env steps) for the table."""
+def _minutes(seconds: float) -> str:
+    return "—" if seconds <= 0 else (f"{seconds / 60:.1f} min" if seconds < 6000 else f"{seconds / 3600:.2f} h")
+
+
+def final_row(run: Run) -> tuple[str, str, str, str, str]:
+    """(run, iterations, final return ± std, env steps, logged wall time) for the table."""
     x, y, std = run.eval_curve()
     if not len(y):
         env = run.last("data/env_steps")
-        return run.label, "—", "—", _fmt(env, ".0f")
+        return run.label, "—", "—", _fmt(env, ".0f"), _minutes(run.wall_seconds)
     ret = f"{y[-1]:.4g}" + (f" ± {std[-1]:.3g}" if std is not None else "")
     env = run.last("eval/env_steps")
     env = run.last("data/env_steps") if env is None else env
-    return run.label, f"{x[-1]:g}", ret, _fmt(env, ".0f")
+    return run.label, f"{x[-1]:g}", ret, _fmt(env, ".0f"), _minutes(run.wall_seconds)
 
 
 def write_markdown(data: ReportData, figure_files: dict[str, list[Path]], out: Path, logdir: Path) -> Path:
@@ -95,7 +99,8 @@ def write_markdown(data: ReportData, figure_files: dict[str, list[Path]], out: P
     if data.skipped:
         lines += ["## Skipped", ""] + [f"- {s}" for s in data.skipped] + [""]
     lines += ["## Final evaluation returns", "",
-              "| run | iterations | final return ± std (episodes) | env steps |", "| --- | ---: | ---: | ---: |"]
+              "| run | iterations | final return ± std (episodes) | env steps | logged wall time |",
+              "| --- | ---: | ---: | ---: | ---: |"]
     lines += ["| " + " | ".join(final_row(run)) + " |" for run in data.runs]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")

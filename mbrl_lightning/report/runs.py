@@ -33,6 +33,7 @@ class Run:
     scalars: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     merged_versions: list[int | None] | None = None  # set when a resumed run was merged into this one
     merged_paths: list[Path] | None = None
+    wall_seconds: float = 0.0  # summed over the run's event files (each a segment: the first run, resumptions)
 
     @property
     def label(self) -> str:
@@ -143,6 +144,18 @@ def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def read_wall_seconds(run_dir: Path) -> float:
+    """Logged wall time: for each event file (one per start or resumption), last minus first event time."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    total = 0.0
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        times = [event.wall_time for event in EventFileLoader(str(path)).Load()]
+        if times:
+            total += max(times) - min(times)
+    return total
+
+
 def load_run(run_dir: Path) -> Run:
     """Read one run folder (scalars, and ``config.yaml`` when LightningCLI wrote one)."""
     run_dir = Path(run_dir)
@@ -153,7 +166,8 @@ def load_run(run_dir: Path) -> Run:
         with open(cfg_path) as f:
             loaded = yaml.safe_load(f)
         config = loaded if isinstance(loaded, dict) else None
-    return Run(path=run_dir, name=name, version=version, config=config, scalars=read_scalars(run_dir))
+    return Run(path=run_dir, name=name, version=version, config=config, scalars=read_scalars(run_dir),
+               wall_seconds=read_wall_seconds(run_dir))
 
 
 def load_runs(logdir: Path) -> list[Run]:
@@ -219,7 +233,8 @@ def merge_resumed(first: Run, resumed: Run) -> Run:
             scalars[tag] = (steps, values)
     versions = [*(first.merged_versions or [first.version]), resumed.version]
     return Run(resumed.path, resumed.name, resumed.version, resumed.config, scalars,
-               merged_versions=versions, merged_paths=[*(first.merged_paths or [first.path]), resumed.path])
+               merged_versions=versions, merged_paths=[*(first.merged_paths or [first.path]), resumed.path],
+               wall_seconds=first.wall_seconds + resumed.wall_seconds)
 
 
 def _resumed_from(run: Run, runs: list[Run]) -> Run | None:
