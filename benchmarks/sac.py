@@ -1,6 +1,6 @@
 """SAC update speed on the cheetah shapes, beside the same run's measured matmul rate on the update's own shapes.
 
-    python benchmarks/sac.py [--threads 1 2] [--repeats 5] [--updates 50]
+    python benchmarks/sac.py [--threads 1 2] [--repeats 5] [--updates 50] [--compile]
 
 For SAC at batch 256 with 2 x 256 MLPs and the brief's config (batch 1500, 3 x 128 MLPs), both with 2 critics
 and a learned temperature, at each thread count (``torch.set_num_threads``): milliseconds per full update
@@ -9,6 +9,8 @@ GFLOP/s (the update's matmul FLOP, counted below), and that as a fraction of the
 bare in the same run (every forward, weight-gradient and input-gradient matmul of the update, at its shape: the
 practical limit of a matmul-bound update). Updates and bare matmuls alternate; rates are the best of each and the
 fraction is the median of the paired ratios, so a machine shared with other work still gives a meaningful one.
+``--compile`` runs the update's forward pieces (critic target, Q values, action sampling) through
+``torch.compile`` (inductor), the fusion of the elementwise work that the eager update cannot do.
 """
 
 from __future__ import annotations
@@ -72,9 +74,12 @@ def matmul_fn(matmuls: list[Matmul], updates: int):
     return run
 
 
-def update_fn(batch_size: int, hidden: int, layers: int, updates: int):
+def update_fn(batch_size: int, hidden: int, layers: int, updates: int, compile: bool = False):
     """``updates`` full SAC updates as ``training_step`` runs them, on a bare module (its raw optimisers)."""
     sac = SAC(OBS, ACT, hidden_size=hidden, num_layers=layers, num_critics=CRITICS, learn_temperature=True)
+    if compile:  # the pieces with autograd through them; the optimiser steps stay eager (fused Adam)
+        for name in ("critic_target", "q_values", "sample_action"):
+            setattr(sac, name, torch.compile(getattr(sac, name), dynamic=False))
     opts = sac.configure_optimizers()
     sac.optimizers = lambda: opts
     sac.manual_backward = lambda loss: loss.backward()
@@ -101,17 +106,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--updates", type=int, default=50, help="updates per timed repeat")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the update's forward pieces")
     args = parser.parse_args()
     print(f"{datetime.date.today()}, {cpu_model()}, torch {torch.__version__}, float32, {OBS}-d obs, {ACT}-d actions, "
-          f"{CRITICS} critics, learned temperature")
+          f"{CRITICS} critics, learned temperature{', torch.compile' if args.compile else ''}")
     print(f"{'threads':>7} {'config':<28} {'ms/update':>9} {'GFLOP/s':>8} {'matmul GFLOP/s':>14} {'fraction':>8}")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name, (batch, hidden, layers) in CONFIGS.items():
-            update, bare = update_fn(batch, hidden, layers, args.updates), matmul_fn(
+            update, bare = update_fn(batch, hidden, layers, args.updates, args.compile), matmul_fn(
                 update_matmuls(batch, hidden, layers), args.updates)
             work = flop(update_matmuls(batch, hidden, layers)) * args.updates
-            update(), bare()  # warm-up (optimiser state, allocator)
+            update(), bare()  # warm-up (optimiser state, allocator, compilation)
             pairs = [(seconds(update), seconds(bare)) for _ in range(args.repeats)]
             ratios = sorted(b / u for u, b in pairs)
             best_u, best_b = min(u for u, _ in pairs), min(b for _, b in pairs)
