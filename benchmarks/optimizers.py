@@ -43,8 +43,10 @@ class EpisodeReturn(gym.Wrapper):
 def icem_for_budget(budget: int, horizon: int, **kwargs) -> ICEM:
     """The iCEM with the largest first population whose decayed populations sum to at most ``budget``."""
     n = budget
-    while ICEM(horizon, n, **kwargs).evaluations_per_plan > budget:
+    while n > kwargs.get("num_elites", 10) and ICEM(horizon, n, **kwargs).evaluations_per_plan > budget:
         n -= 1
+    if ICEM(horizon, n, **kwargs).evaluations_per_plan > budget:
+        raise ValueError(f"a budget of {budget} evaluations is too small for iCEM with {kwargs}")
     return ICEM(horizon, n, **kwargs)
 
 

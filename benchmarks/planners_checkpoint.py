@@ -7,7 +7,8 @@
 The checkpoint's ensemble (weights and normalisers, as ``fit`` saved them: run the run's config first, e.g.
 ``configs/mpc/halfcheetah_multi_iter.yaml``) plans for random shooting, CEM (the brief's: 4 iterations, 5 elites,
 a uniform first population), CEM with a warm start, iCEM and MPPI (``benchmarks/optimizers.planners``), each at
-the same number of scored sequences per planned action, with mean propagation, on the same seeded start states
+the same number of scored sequences per planned action, with the run's propagation (e.g. PETS' TS-inf) and
+learned reward/termination where it had them, on the same seeded start states
 (episode i from ``--seed`` + i, as ``Evaluate``). The model is fixed: this compares the optimisers on one learned
 model, not the runs that each planner would have produced. Prints one line per run and a Markdown table.
 """
@@ -24,10 +25,10 @@ from optimizers import EpisodeReturn, planners  # benchmarks/
 
 from mbrl_lightning.agents import MPCAgent
 from mbrl_lightning.data import collect
-from mbrl_lightning.envs import get_task, make
+from mbrl_lightning.envs import find_task, make
 
 MODEL_ARGS = ("obs_dim", "act_dim", "ensemble_size", "hidden_size", "num_layers", "activation", "loss",
-              "learn_reward", "learn_termination")
+              "learn_reward", "learn_termination", "propagation", "num_particles")
 
 
 def load_model(path: str) -> tuple[dict, dict]:
@@ -69,7 +70,7 @@ def main() -> None:
                 continue
             agent = MPCAgent(planner=optimizer, **model_args)
             agent.load_state_dict(state)
-            policy = agent.eval().mpc_policy(get_task(args.env), low, high, max_envs=args.episodes, seed=0)
+            policy = agent.eval().mpc_policy(find_task(args.env), low, high, max_envs=args.episodes, seed=0)
             t0 = time.perf_counter()
             collect(envs, policy, num_episodes=args.episodes, seed=args.seed, progress=False)
             returns = torch.tensor([env.episode_return for env in envs])  # env i ran the episode of seed + i
