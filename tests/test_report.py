@@ -15,7 +15,8 @@ from mbrl_lightning.cli import main as cli_main
 from mbrl_lightning.report import build_report, load_runs, main, make_report
 
 
-def tiny_config(save_dir, name, seed=0, ensemble_size=2, horizon=3, mpc=True, cem_iterations=None, epochs=2):
+def tiny_config(save_dir, name, seed=0, ensemble_size=2, horizon=3, mpc=True, cem_iterations=None, epochs=2,
+                planner=None):
     """A seconds-long run on the obstacles env; ``mpc=False``: model training only (Problem 1 style)."""
     callbacks = [{"class_path": "mbrl_lightning.callbacks.CollectRandom", "init_args": {"num_steps": 300}}]
     if mpc:
@@ -29,6 +30,8 @@ def tiny_config(save_dir, name, seed=0, ensemble_size=2, horizon=3, mpc=True, ce
         if cem_iterations:
             model["init_args"]["planner"] = {"class_path": "mbrl_lightning.planning.CEM", "init_args": {
                 "horizon": horizon, "num_sequences": 16, "num_iterations": cem_iterations, "num_elites": 4}}
+        if planner:
+            model["init_args"]["planner"] = planner
     return {
         "seed_everything": seed,
         "trainer": {"max_epochs": epochs if mpc else 1, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1,
@@ -68,6 +71,9 @@ def logged(tmp_path_factory):
     }
     runs["halfcheetah_multi_iter"] = fit(tmp, tiny_config(logs, "halfcheetah_multi_iter"))
     runs["halfcheetah_cem"] = fit(tmp, tiny_config(logs, "halfcheetah_cem", cem_iterations=2, epochs=1))
+    icem = {"class_path": "mbrl_lightning.planning.ICEM",
+            "init_args": {"horizon": 3, "num_sequences": 16, "num_iterations": 2, "num_elites": 4}}
+    runs["halfcheetah_icem_tiny"] = fit(tmp, tiny_config(logs, "halfcheetah_icem_tiny", epochs=1, planner=icem))
     # a run that is none of the brief's experiments must still get a figure
     shutil.copytree(logs / "reacher_ablation__horizon=2", logs / "my_experiment")
     return logs, runs
@@ -170,9 +176,11 @@ def test_problem3_and_problem5_read_names_and_planner_config(logged):
     np.testing.assert_allclose(panel.series[0].y, captured["halfcheetah_multi_iter"]["returns"], rtol=1e-6)
     assert any("obstacles_multi_iter" in s and "reacher_multi_iter" in s for s in data.skipped)
     (panel,) = figure(data, "problem5_cem").panels
-    baseline, cem = panel.series
+    baseline, cem, icem = panel.series
     assert cem.label == "CEM, 2 iterations"  # num_iterations from config.yaml
     np.testing.assert_allclose(cem.y, captured["halfcheetah_cem"]["returns"], rtol=1e-6)
+    assert icem.label == "iCEM (halfcheetah_icem_tiny)"  # beyond the brief, drawn beside CEM
+    np.testing.assert_allclose(icem.y, captured["halfcheetah_icem_tiny"]["returns"], rtol=1e-6)
     assert baseline.label.startswith("random shooting") and list(baseline.x) == [1.0]  # cut to CEM's iterations
     np.testing.assert_allclose(baseline.y, captured["halfcheetah_multi_iter"]["returns"][:1], rtol=1e-6)
 

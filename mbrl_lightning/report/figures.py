@@ -278,6 +278,7 @@ class _Builder:
         if not cem_runs:
             self.skipped.append("Problem 5: no run named halfcheetah_cem* logged eval/return.")
             return
+        cem_runs += self.select("halfcheetah_icem") + self.select("halfcheetah_mppi")  # beyond the brief, beside
         series = []
         max_x = 0.0
         for group in self.groups(cem_runs):
@@ -295,7 +296,10 @@ class _Builder:
         for group in self.groups(baseline):  # already drawn in Problem 3; here only the first iterations
             series.insert(0, _eval_series(f"random shooting ({_group_label(group)}, first {max_x:g} iterations)",
                                           group, max_x=max_x))
-        caption = (f"Problem 5: random shooting vs CEM on the cheetah{missing}. Final return: {_finals(series)}."
+        beyond = ("; iCEM and MPPI runs (beyond the brief) beside them"
+                  if any(not r.name.startswith("halfcheetah_cem") for r in cem_runs) else "")
+        caption = (f"Problem 5: random shooting vs CEM on the cheetah{missing}{beyond}. "
+                   f"Final return: {_finals(series)}."
                    + _best(series) + _spreads(series))
         self.figures.append(FigureSpec("problem5_cem", "Problem 5: random shooting vs CEM", caption,
                                        [Panel("halfcheetah", "MBRL iteration", "eval return", series)], "Problem 5"))
@@ -387,7 +391,8 @@ def _planner_label(run: Run) -> str:
     cls = str(run.get(f"{PLANNER}.class_path", "")).rsplit(".", 1)[-1]
     if cls == "CEM":
         return f"CEM, {run.get(f'{PLANNER}.init_args.num_iterations', '?')} iterations"
-    return f"{cls or 'unknown planner'} ({run.base_name})"
+    names = {"ICEM": "iCEM", "MPPI": "MPPI", "RandomShooting": "random shooting"}
+    return f"{names.get(cls, cls) or 'unknown planner'} ({run.base_name})"
 
 
 def _method_label(run: Run) -> str:
