@@ -42,7 +42,7 @@ class EpisodeReturn(gym.Wrapper):
 
 def icem_for_budget(budget: int, horizon: int, **kwargs) -> ICEM:
     """The iCEM with the largest first population whose decayed populations sum to at most ``budget``."""
-    n = budget
+    n = max(budget, kwargs.get("num_elites", 10))
     while n > kwargs.get("num_elites", 10) and ICEM(horizon, n, **kwargs).evaluations_per_plan > budget:
         n -= 1
     if ICEM(horizon, n, **kwargs).evaluations_per_plan > budget:

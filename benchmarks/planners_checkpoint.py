@@ -28,15 +28,15 @@ from mbrl_lightning.data import collect
 from mbrl_lightning.envs import find_task, make
 
 MODEL_ARGS = ("obs_dim", "act_dim", "ensemble_size", "hidden_size", "num_layers", "activation", "loss",
-              "learn_reward", "learn_termination", "propagation", "num_particles")
+              "learn_reward", "learn_termination", "propagation", "num_particles", "discount")
 
 
 def load_model(path: str) -> tuple[dict, dict]:
     """The checkpoint's model arguments (those that shape the network) and its state dict."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "planner" not in ckpt:  # MPCAgent.on_save_checkpoint writes it; MBPO/SAC/model-only checkpoints lack it
+        raise ValueError(f"{path} is not an MPCAgent checkpoint (no planner state); this benchmark needs one")
     hp = ckpt["hyper_parameters"]
-    if not str(hp.get("_class_path", "MPCAgent")).endswith("MPCAgent"):
-        raise ValueError(f"{path} is a {hp['_class_path']} checkpoint; this benchmark needs an MPCAgent's")
     args = {k: hp[k] for k in MODEL_ARGS if k in hp}
     args.setdefault("learn_reward", False)  # checkpoints from before the learned heads had none
     args.setdefault("learn_termination", False)

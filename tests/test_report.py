@@ -180,8 +180,9 @@ def test_problem3_and_problem5_read_names_and_planner_config(logged):
     assert cem.label == "CEM, 2 iterations"  # num_iterations from config.yaml
     np.testing.assert_allclose(cem.y, captured["halfcheetah_cem"]["returns"], rtol=1e-6)
     assert icem.label == "iCEM (halfcheetah_icem_tiny)"  # beyond the brief, drawn beside CEM
+    assert "iCEM and MPPI runs (beyond the brief)" in figure(data, "problem5_cem").caption
     np.testing.assert_allclose(icem.y, captured["halfcheetah_icem_tiny"]["returns"], rtol=1e-6)
-    assert baseline.label.startswith("random shooting") and list(baseline.x) == [1.0]  # cut to CEM's iterations
+    assert baseline.label.startswith("random shooting") and list(baseline.x) == [1.0]  # cut to the runs drawn
     np.testing.assert_allclose(baseline.y, captured["halfcheetah_multi_iter"]["returns"][:1], rtol=1e-6)
 
 
