@@ -50,13 +50,14 @@ def icem_for_budget(budget: int, horizon: int, **kwargs) -> ICEM:
     return ICEM(horizon, n, **kwargs)
 
 
-def planners(budget: int, horizon: int) -> dict[str, ActionOptimizer]:
+def planners(budget: int, horizon: int, cem_iterations: int = 4) -> dict[str, ActionOptimizer]:
     """The optimisers at ``budget`` evaluations per action; CEM as in the brief (4 iterations, 5 elites, a uniform
     first population) and with the shifted previous plan as its first mean, the warm start iCEM and MPPI use."""
+    k, m = budget // cem_iterations, cem_iterations
     return {
         "random shooting": RandomShooting(horizon, budget),
-        "CEM": CEM(horizon, budget // 4, num_iterations=4, num_elites=5, alpha=1.0, warm_start=False),
-        "CEM, warm start": CEM(horizon, budget // 4, num_iterations=4, num_elites=5, alpha=1.0, warm_start=True),
+        "CEM": CEM(horizon, k, num_iterations=m, num_elites=5, alpha=1.0, warm_start=False),
+        "CEM, warm start": CEM(horizon, k, num_iterations=m, num_elites=5, alpha=1.0, warm_start=True),
         "iCEM": icem_for_budget(budget, horizon, num_iterations=4, num_elites=10, beta=2.0),
         "MPPI": MPPI(horizon, budget, num_iterations=1, gamma=10.0, beta=0.6, sigma=0.9),
     }

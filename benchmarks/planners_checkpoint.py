@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5, help="seeded start states")
     parser.add_argument("--seed", type=int, default=12345, help="first episode seed (Evaluate's)")
     parser.add_argument("--horizon", type=int, default=15)
+    parser.add_argument("--cem-iterations", type=int, default=4,
+                        help="CEM's iterations; each scores budget / iterations sequences (the brief: 4, or 2)")
     parser.add_argument("--planners", nargs="+", help="only these (names as printed, e.g. 'random shooting')")
     parser.add_argument("--env-kwargs", type=json.loads, default={},
                         help='JSON keyword arguments of the env, e.g. \'{"fixed_target": [0.1, 0.1, 0.1]}\'')
@@ -61,11 +63,12 @@ def main() -> None:
     envs = [EpisodeReturn(make(args.env, **args.env_kwargs)) for _ in range(args.episodes)]
     low, high = (torch.as_tensor(b) for b in (envs[0].action_space.low, envs[0].action_space.high))
     print(f"{args.env} {args.env_kwargs or ''}: model of {args.checkpoint} ({model_args}); H={args.horizon}, "
-          f"{args.episodes} start states from seed {args.seed}, torch threads {torch.get_num_threads()}")
+          f"{args.episodes} start states from seed {args.seed}, CEM {args.cem_iterations} iterations, "
+          f"torch threads {torch.get_num_threads()}")
     table: dict[str, dict[int, str]] = {}
     start = time.perf_counter()
     for budget in args.budgets:
-        for name, optimizer in planners(budget, args.horizon).items():
+        for name, optimizer in planners(budget, args.horizon, args.cem_iterations).items():
             if args.planners and name not in args.planners:
                 continue
             agent = MPCAgent(planner=optimizer, **model_args)
