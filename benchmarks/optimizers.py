@@ -50,6 +50,14 @@ def icem_for_budget(budget: int, horizon: int, **kwargs) -> ICEM:
     return ICEM(horizon, n, **kwargs)
 
 
+def print_table(table: dict[str, dict[int, str]], budgets: list[int]) -> None:
+    """A Markdown table: one row per planner, one column per budget (evaluations per action)."""
+    print("| planner | " + " | ".join(f"{b}" for b in budgets) + " |")
+    print("| --- |" + " --- |" * len(budgets))
+    for name, cells in table.items():
+        print(f"| {name} | " + " | ".join(cells.get(b, "") for b in budgets) + " |")
+
+
 def planners(budget: int, horizon: int, cem_iterations: int = 4) -> dict[str, ActionOptimizer]:
     """The optimisers at ``budget`` evaluations per action; CEM as in the brief (4 iterations, 5 elites, a uniform
     first population) and with the shifted previous plan as its first mean, the warm start iCEM and MPPI use."""
@@ -94,10 +102,7 @@ def main() -> None:
                   f"{time.perf_counter() - t0:.1f} s")
     print(f"total {time.perf_counter() - start:.0f} s\n")
     print("return (gap below the lattice optimum ± its standard error), by evaluations per action\n")
-    print("| planner | " + " | ".join(f"{b}" for b in args.budgets) + " |")
-    print("| --- |" + " --- |" * len(args.budgets))
-    for name, cells in table.items():
-        print(f"| {name} | " + " | ".join(cells[b] for b in args.budgets) + " |")
+    print_table(table, args.budgets)
     print(f"| optimum (0.1 lattice) | {optimum.mean():.1f} |" + " |" * (len(args.budgets) - 1))
 
 

@@ -21,7 +21,7 @@ import time
 
 import pytorch_lightning as pl
 import torch
-from optimizers import EpisodeReturn, planners  # benchmarks/
+from optimizers import EpisodeReturn, planners, print_table  # benchmarks/
 
 from mbrl_lightning.agents import MPCAgent
 from mbrl_lightning.data import collect
@@ -83,10 +83,7 @@ def main() -> None:
                   f"(± standard error), {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"total {time.perf_counter() - start:.0f} s\n")
     print("return ± standard error, by evaluations per action\n")
-    print("| planner | " + " | ".join(f"{b}" for b in args.budgets) + " |")
-    print("| --- |" + " --- |" * len(args.budgets))
-    for name, cells in table.items():
-        print(f"| {name} | " + " | ".join(cells[b] for b in args.budgets) + " |")
+    print_table(table, args.budgets)
 
 
 if __name__ == "__main__":
