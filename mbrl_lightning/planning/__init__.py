@@ -1,5 +1,6 @@
 """Planning with the learned model: batched sequence evaluation, action optimisers, the MPC policy."""
 
+import mbrl_lightning.numerics  # noqa: F401  (flush denormals to zero before torch's thread pool starts)
 from mbrl_lightning.planning.mpc import MPCPolicy
 from mbrl_lightning.planning.optimizers import CEM, ICEM, MPPI, ActionOptimizer, RandomShooting
 from mbrl_lightning.planning.rollout import evaluate_sequences
