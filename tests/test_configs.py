@@ -131,3 +131,29 @@ def test_mbpo_paper_configs_keep_the_papers_ratios(tmp_path, monkeypatch):
             assert m.dynamics.learn_reward and not m.dynamics.learn_termination
         else:
             assert m.rollout_length == 1 and m.dynamics.learn_reward and m.dynamics.learn_termination
+
+
+@pytest.mark.parametrize("sac,partner", [("mbpo/hopper_sac", "mbpo/hopper"),
+                                         ("mbpo/inverted_pendulum_sac", "mbpo/inverted_pendulum"),
+                                         ("mbpo/reacher_sac", "pets/reacher")])
+def test_sac_references_match_their_model_based_runs_env_steps(sac, partner, tmp_path, monkeypatch):
+    """A model-free reference is plain SAC (no model rollouts, one update per env step) on its partner's task with
+    the partner's random warm-up, env steps per iteration, iterations and evaluation: curves compare at equal data."""
+    from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom, Evaluate
+    from mbrl_lightning.cli import lightning_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mbrl_lightning"])
+    clis = [lightning_main(["--config", str(ROOT / "configs" / f"{name}.yaml"), "--trainer.logger", "false"],
+                           run=False) for name in (sac, partner)]
+
+    def schedule(cli):
+        find = {kind: next(c for c in cli.trainer.callbacks if isinstance(c, kind))
+                for kind in (CollectRandom, CollectOnPolicy, Evaluate)}
+        return (cli.datamodule.env_id, cli.trainer.max_epochs, find[CollectRandom].num_steps,
+                find[CollectOnPolicy].num_steps, find[Evaluate].num_episodes)
+
+    assert schedule(clis[0]) == schedule(clis[1])
+    ref = clis[0]
+    assert ref.model.rollout_length == 0 and ref.model.rollout_schedule is None
+    assert ref.datamodule.steps_per_epoch == schedule(ref)[3]  # one SAC update per env step
