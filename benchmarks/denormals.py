@@ -4,8 +4,9 @@
 
 The PETS InvertedPendulum-v5 config's model and planner (5 probabilistic members of 3 x 200, learned reward and
 termination, TS-inf with 10 particles, CEM 200 x 3, H = 15), one thread. Weight decay drives unused weights of
-a trained ensemble below float32's smallest normal number; ``--fraction`` of the hidden and output weights are
-set to such values (±1e-39; a PETS checkpoint after four iterations had 7 % of its third layer there), or
+a trained ensemble below float32's smallest normal number; ``--fraction`` of each hidden and output layer's
+weights are set to such values (±1e-39; a PETS checkpoint after four iterations had 7 % of its third layer and
+4.7 % of all its weights there, so the default overstates that model's slowdown: 49x against its 20x), or
 ``--checkpoint`` loads a trained model as it is. Prints seconds per planned action with denormals kept (the CPU
 default) and flushed (the package's setting), and the count of denormal weights.
 """

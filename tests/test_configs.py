@@ -94,16 +94,21 @@ def test_problem_1_variants_differ_from_the_base_only_in_their_named_setting():
         assert variant == base
 
 
-def test_every_config_parses_and_instantiates(tmp_path, monkeypatch):
-    """Each YAML in configs/ builds its trainer, model and DataModule (a wrong key or type would fail here)."""
+def _build(path: Path | str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """LightningCLI objects (trainer, model, DataModule) of a config, without a logger or a run."""
     from mbrl_lightning.cli import lightning_main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["mbrl_lightning"])  # LightningCLI warns when pytest's argv is also there
+    return lightning_main(["--config", str(path), "--trainer.logger", "false"], run=False)
+
+
+def test_every_config_parses_and_instantiates(tmp_path, monkeypatch):
+    """Each YAML in configs/ builds its trainer, model and DataModule (a wrong key or type would fail here)."""
     paths = sorted((ROOT / "configs").rglob("*.yaml"))
     assert len(paths) >= 14
     for path in paths:
-        cli = lightning_main(["--config", str(path), "--trainer.logger", "false"], run=False)
+        cli = _build(path, monkeypatch, tmp_path)
         assert cli.model.hparams["obs_dim"] == cli.datamodule.obs_dim, path
 
 
@@ -111,13 +116,9 @@ def test_mbpo_paper_configs_keep_the_papers_ratios(tmp_path, monkeypatch):
     """MBPO's settings (Janner et al. 2019): 7 members / 5 elites, 5 % real data, 400 model rollouts per env step;
     Hopper: 20 SAC updates per env step, L 1 -> 15 over iterations 20 -> 100, 1000 env steps per iteration."""
     from mbrl_lightning.callbacks import CollectOnPolicy
-    from mbrl_lightning.cli import lightning_main
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["mbrl_lightning"])
     for name, updates_per_step, env_steps in (("hopper", 20, 1000), ("inverted_pendulum", 10, 250)):
-        cli = lightning_main(["--config", str(ROOT / "configs" / "mbpo" / f"{name}.yaml"), "--trainer.logger",
-                              "false"], run=False)
+        cli = _build(ROOT / "configs" / "mbpo" / f"{name}.yaml", monkeypatch, tmp_path)
         m, dm = cli.model, cli.datamodule
         collect = next(c for c in cli.trainer.callbacks if isinstance(c, CollectOnPolicy))
         assert collect.num_steps == env_steps
@@ -140,20 +141,17 @@ def test_sac_references_match_their_model_based_runs_env_steps(sac, partner, tmp
     """A model-free reference is plain SAC (no model rollouts, one update per env step) on its partner's task with
     the partner's random warm-up, env steps per iteration, iterations and evaluation: curves compare at equal data."""
     from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom, Evaluate
-    from mbrl_lightning.cli import lightning_main
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["mbrl_lightning"])
-    clis = [lightning_main(["--config", str(ROOT / "configs" / f"{name}.yaml"), "--trainer.logger", "false"],
-                           run=False) for name in (sac, partner)]
+    clis = [_build(ROOT / "configs" / f"{name}.yaml", monkeypatch, tmp_path) for name in (sac, partner)]
 
     def schedule(cli):
         find = {kind: next(c for c in cli.trainer.callbacks if isinstance(c, kind))
                 for kind in (CollectRandom, CollectOnPolicy, Evaluate)}
-        return (cli.datamodule.env_id, cli.trainer.max_epochs, find[CollectRandom].num_steps,
-                find[CollectOnPolicy].num_steps, find[Evaluate].num_episodes)
+        random, on_policy, evaluate = find[CollectRandom], find[CollectOnPolicy], find[Evaluate]
+        return (cli.datamodule.env_id, cli.trainer.max_epochs, random.num_steps, on_policy.num_steps,
+                on_policy.num_envs, evaluate.num_episodes, evaluate.every_n_iters, evaluate.seed, evaluate.num_envs)
 
     assert schedule(clis[0]) == schedule(clis[1])
     ref = clis[0]
     assert ref.model.rollout_length == 0 and ref.model.rollout_schedule is None
-    assert ref.datamodule.steps_per_epoch == schedule(ref)[3]  # one SAC update per env step
+    assert ref.datamodule.steps_per_epoch == schedule(ref)[3]  # one SAC update per env step (the num_steps)
