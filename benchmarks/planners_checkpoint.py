@@ -80,7 +80,8 @@ def main() -> None:
             cell = f"{returns.mean():.1f} ± {returns.std() / len(returns) ** 0.5:.1f}"
             table.setdefault(name, {})[budget] = cell
             print(f"{name:>16}, {optimizer.evaluations_per_plan:5d} evaluations per action: return {cell} "
-                  f"(± standard error), {time.perf_counter() - t0:.0f} s", flush=True)
+                  f"(± standard error; episodes {[round(r, 1) for r in returns.tolist()]}), "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
     print(f"total {time.perf_counter() - start:.0f} s\n")
     print("return ± standard error, by evaluations per action\n")
     print_table(table, args.budgets)
