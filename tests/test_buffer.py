@@ -98,3 +98,20 @@ def test_checkpointed_ring_goes_on_as_if_never_saved_after_it_wrapped(tmp_path):
                                                                      uninterrupted.buffer.total_added)
     gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert torch.equal(resumed.buffer.sample(20, gen_a)["reward"], uninterrupted.buffer.sample(20, gen_b)["reward"])
+
+
+def test_resize_keeps_the_newest_rows_and_writes_on_after_them():
+    buf = ReplayBuffer(10, 3, 2)
+    buf.add(batch(13))  # wrapped: holds 3..12, the write pointer mid-storage
+    buf.resize(4)  # shrink: only the 4 newest survive
+    assert buf.capacity == 4 and len(buf) == 4 and buf.total_added == 13
+    assert sorted(buf.all()["reward"].tolist()) == [9, 10, 11, 12]
+    assert torch.equal(buf.all()["next_obs"][:, 0], buf.all()["reward"] + 1)  # rows stay whole
+    buf.add(batch(1, start=13))  # the oldest (9) goes first
+    assert sorted(buf.all()["reward"].tolist()) == [10, 11, 12, 13]
+    buf.resize(6)  # grow: everything stays, room for two more before anything is overwritten
+    buf.add(batch(2, start=14))
+    assert sorted(buf.all()["reward"].tolist()) == [10, 11, 12, 13, 14, 15]
+    buf.add(batch(1, start=16))
+    assert sorted(buf.all()["reward"].tolist()) == [11, 12, 13, 14, 15, 16]
+    assert buf.all()["terminated"].tolist() == [r % 2 == 0 for r in buf.all()["reward"].tolist()]

@@ -114,7 +114,8 @@ def test_every_config_parses_and_instantiates(tmp_path, monkeypatch):
 
 def test_mbpo_paper_configs_keep_the_papers_ratios(tmp_path, monkeypatch):
     """MBPO's settings (Janner et al. 2019): 7 members / 5 elites, 5 % real data, 400 model rollouts per env step;
-    Hopper: 20 SAC updates per env step, L 1 -> 15 over iterations 20 -> 100, 1000 env steps per iteration."""
+    Hopper: 20 SAC updates per env step, L 1 -> 15 over iterations 20 -> 100, 1000 env steps per iteration, a model
+    pool of one iteration's rollouts."""
     from mbrl_lightning.callbacks import CollectOnPolicy
 
     for name, updates_per_step, env_steps in (("hopper", 20, 1000), ("inverted_pendulum", 10, 250)):
@@ -130,6 +131,8 @@ def test_mbpo_paper_configs_keep_the_papers_ratios(tmp_path, monkeypatch):
         if name == "hopper":
             assert m.rollout_schedule == [20, 100, 1, 15] and cli.trainer.max_epochs == 125
             assert m.dynamics.learn_reward and not m.dynamics.learn_termination
+            # the paper's model_retain_epochs 1; its pool is rebuilt on resume rather than checkpointed
+            assert m.model_retain_epochs == 1 and not m.checkpoint_model_buffer
         else:
             assert m.rollout_length == 1 and m.dynamics.learn_reward and m.dynamics.learn_termination
 

@@ -86,6 +86,71 @@ def test_rollouts_add_starts_times_length_and_never_step_the_real_env(tmp_path):
     assert ((rollout["act"] >= dm.action_low) & (rollout["act"] <= dm.action_high)).all()
 
 
+class ModelBufferAtEpochEnd(pl.Callback):
+    """Records the model buffer's (capacity, size) after every iteration's updates."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_epoch_end(self, trainer, module):
+        self.seen.append((module.model_buffer.capacity, len(module.model_buffer)))
+
+
+@pytest.mark.parametrize("retain", [1, 2])
+def test_model_retain_epochs_holds_that_many_iterations_of_rollouts(tmp_path, retain):
+    # MBPO's model pool: retain x (rounds per iteration x starts x L) rows, regrown as the schedule lengthens L
+    dm = ReplayDataModule(CHEETAH, env_kwargs={"max_episode_steps": 50}, capacity=5000, batch_size=32,
+                          steps_per_epoch=12)
+    pl.seed_everything(0)
+    mbpo = small_mbpo(dm, rollout_schedule=[0, 2, 1, 3], model_retain_epochs=retain)  # L = 1, 2, 3
+    seen = ModelBufferAtEpochEnd()
+    trainer_for(tmp_path, 3, [CollectRandom(200), CollectOnPolicy(50), seen]).fit(mbpo, datamodule=dm)
+    rows = [3 * 8 * length for length in (1, 2, 3)]  # rounds at updates 0, 5, 10; 8 starts; never terminates
+    if retain == 1:  # only this iteration's rollouts: the older ones made room
+        assert seen.seen == [(rows[0], rows[0]), (rows[1], rows[1]), (rows[2], rows[2])]
+    else:  # two iterations' worth at the current L: all 24 + 48 + 72 rows fit in the last 2 x 72
+        assert seen.seen == [(2 * rows[0], rows[0]), (2 * rows[1], rows[0] + rows[1]),
+                             (2 * rows[2], rows[0] + rows[1] + rows[2])]
+    assert mbpo.model_buffer.total_added == sum(rows)
+
+
+def test_resume_without_model_rollouts_refills_them_before_the_first_update(tmp_path):
+    # checkpoint_model_buffer false: the checkpoint drops the rollouts, the resumed iteration rebuilds them
+    def fit(max_epochs, ckpt_path=None):
+        dm = ReplayDataModule(CHEETAH, env_kwargs={"max_episode_steps": 50}, capacity=5000, batch_size=32,
+                              steps_per_epoch=12)
+        pl.seed_everything(0)
+        mbpo = small_mbpo(dm, model_retain_epochs=1, checkpoint_model_buffer=False)
+        seen = ModelBufferAtEpochEnd()
+        first_update = []
+
+        class AtFirstUpdate(pl.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                if batch_idx == 0:  # before the iteration's own first rollout round
+                    first_update.append(len(module.model_buffer))
+
+        trainer = pl.Trainer(max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, reload_dataloaders_every_n_epochs=1,
+                             default_root_dir=tmp_path, callbacks=[CollectRandom(200), CollectOnPolicy(50), seen,
+                                                                   AtFirstUpdate()])
+        trainer.fit(mbpo, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        return mbpo, seen.seen, first_update, trainer
+
+    mbpo, seen, first_update, trainer = fit(1)
+    one_iteration = 3 * 8 * 3  # rounds x starts x L
+    assert seen == [(one_iteration, one_iteration)] and first_update == [0]
+    path = tmp_path / "no_rollouts.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    assert "model_buffer" not in ckpt["mbpo"] and ckpt["ReplayDataModule"]["buffer"]["size"] == 200
+
+    resumed, seen, first_update, _ = fit(2, ckpt_path=path)
+    assert first_update == [one_iteration]  # refilled after the model's training, before the first update
+    assert seen == [(one_iteration, one_iteration)]  # the iteration's own rounds then replaced the refill
+    assert resumed.model_buffer.total_added == 2 * one_iteration
+    assert resumed.model_trained_steps == 2 * 10 and resumed.num_updates == 2 * 12
+
+
 @pytest.mark.parametrize("model_sampling", ["mean", "random"])
 def test_rollouts_stop_at_predicted_termination(model_sampling):
     torch.manual_seed(0)

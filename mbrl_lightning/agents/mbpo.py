@@ -15,6 +15,7 @@ the rollouts are all-gathered, so weights, real buffer and model buffer stay equ
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Literal
 
@@ -59,6 +60,14 @@ class MBPO(SAC):
         model_sampling: ``"mean"`` or ``"random"``: how a rollout step uses the members (see above).
         real_ratio: fraction of each SAC batch drawn from real data; ``None``: one shared buffer (see above).
         model_buffer_capacity: model transitions kept (FIFO: old rollouts, made by an older model, leave first).
+        model_retain_epochs: MBPO's ``model_retain_epochs``: the model buffer holds this many iterations' rollouts,
+            its capacity set at each iteration's start to retain x rounds per iteration x ``rollout_batch_size``
+            x L (so it grows with the rollout schedule; the newest rows are kept); ``None``: a fixed
+            ``model_buffer_capacity``.
+        checkpoint_model_buffer: keep the model rollouts in checkpoints. ``False`` leaves them out (650 MB at
+            Hopper's L = 15, rebuilt cheaply): a resumed run refills the buffer with the rollout rounds that
+            ``model_retain_epochs`` (or else one iteration) holds, from the current model and policy, before
+            its first update.
         model_train_steps: dynamics gradient steps per iteration, each on (E, ``model_batch_size``) real batches.
         model_batch_size: real transitions per member in each dynamics gradient step.
         model_num_elites: members the rollouts use, the best on held-out data after each training (MBPO: 5 of 7);
@@ -101,6 +110,7 @@ class MBPO(SAC):
                  rollout_batch_size: int = 250,
                  rollout_every: int = 250, model_sampling: Literal["mean", "random"] = "mean",
                  real_ratio: float | None = None, model_buffer_capacity: int = 1_000_000,
+                 model_retain_epochs: int | None = None, checkpoint_model_buffer: bool = True,
                  model_train_steps: int = 1500, model_batch_size: int = 512, model_ensemble_size: int = 3,
                  model_num_elites: int | None = None,
                  model_hidden_size: int = 250, model_num_layers: int = 2, model_activation: str = "relu",
@@ -121,6 +131,8 @@ class MBPO(SAC):
         super().__init__(obs_dim, act_dim, hidden_size, num_layers, activation, num_critics, backup, discount, tau,
                          temperature, learn_temperature, target_entropy, backup_entropy, actor_lr, critic_lr,
                          temperature_lr, log_std_min, log_std_max)
+        if model_retain_epochs is not None:
+            check_positive(model_retain_epochs=model_retain_epochs)
         if model_sampling not in ("mean", "random"):
             raise ValueError(f"model_sampling must be 'mean' or 'random', got '{model_sampling}'")
         if real_ratio is not None and not 0.0 <= real_ratio <= 1.0:
@@ -150,6 +162,8 @@ class MBPO(SAC):
         # hidden_size among them); the submodule reads its own hparams (``loss``), so set them exactly.
         self.dynamics.save_hyperparameters(dynamics_args)
         self.model_buffer = ReplayBuffer(model_buffer_capacity, obs_dim, act_dim)
+        self.model_retain_epochs, self.checkpoint_model_buffer = model_retain_epochs, checkpoint_model_buffer
+        self.refill_model_buffer = False  # set by a resume whose checkpoint left the model rollouts out
         # the members rollouts use (all until the first ranking); kept in the checkpoint's "mbpo" entry, outside
         # the state dict, so checkpoints from before elites existed still load
         self.register_buffer("elites", torch.arange(model_num_elites or model_ensemble_size), persistent=False)
@@ -346,11 +360,22 @@ class MBPO(SAC):
             self.log("mbpo/rollout_length", float(self.rollout_length), on_step=False, on_epoch=True)
         if self.rollout_length == 0 or self.hparams.model_train_steps == 0:
             return  # L = 0: model-free SAC, the model is never trained
+        if self.model_retain_epochs is not None:
+            self.model_buffer.resize(self.retained_rounds() * self.rollout_batch_size * self.rollout_length)
         start = time.perf_counter()
         losses = self.train_model(self.hparams.model_train_steps)
         self.log_dict({"model/loss": losses[-min(100, len(losses)):].mean(), "model/loss_first": losses[0],
                        "model/train_steps": float(self.model_trained_steps),
                        "model/train_seconds": time.perf_counter() - start}, on_step=False, on_epoch=True)
+        if self.refill_model_buffer:  # resumed from a checkpoint without the model rollouts
+            added = sum(self.generate_rollouts(self.rollout_batch_size) for _ in range(self.retained_rounds()))
+            self.refill_model_buffer = False
+            self.log("mbpo/refill_transitions", float(added), on_step=False, on_epoch=True)
+
+    def retained_rounds(self) -> int:
+        """Rollout rounds the model buffer holds: ``model_retain_epochs`` (else one) iterations' worth."""
+        rounds_per_iteration = math.ceil(self.trainer.num_training_batches / self.rollout_every)
+        return (self.model_retain_epochs or 1) * rounds_per_iteration
 
     def prepare_batch(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         if self.rollout_length == 0:
@@ -384,16 +409,22 @@ class MBPO(SAC):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # tensors and plain types only (checkpoints load with weights_only=True)
         super().on_save_checkpoint(checkpoint)
-        checkpoint["mbpo"] = {"model_buffer": self.model_buffer.state_dict(),
-                              "generator": self.generator.get_state(),
+        checkpoint["mbpo"] = {"generator": self.generator.get_state(),
                               "model_trained_steps": self.model_trained_steps,
                               "elites": self.elites.cpu(), "rollout_length": self.rollout_length}
+        if self.checkpoint_model_buffer:
+            checkpoint["mbpo"]["model_buffer"] = self.model_buffer.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         state = checkpoint.get("mbpo")
         if state is not None:
-            self.model_buffer.load_state_dict(state["model_buffer"])
+            if "model_buffer" in state:
+                if self.model_retain_epochs is not None:  # its capacity follows L: take the saved one
+                    self.model_buffer.resize(int(state["model_buffer"]["capacity"]))
+                self.model_buffer.load_state_dict(state["model_buffer"])
+            else:  # saved with checkpoint_model_buffer false: rebuilt at the next iteration's start
+                self.refill_model_buffer = True
             self.generator.set_state(state["generator"])
             self.model_trained_steps = int(state["model_trained_steps"])
             if "elites" in state and len(state["elites"]) == len(self.elites):  # same elite count configured

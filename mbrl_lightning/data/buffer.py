@@ -84,6 +84,22 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
         self.total_added += n
 
+    def resize(self, capacity: int) -> None:
+        """Reallocate to ``capacity`` rows, keeping the newest ``min(len, capacity)`` transitions (MBPO's model
+        pool grows and shrinks with the rollout length this way)."""
+        check_positive(capacity=capacity)
+        capacity = int(capacity)
+        if capacity == self.capacity:
+            return
+        chronological = (torch.arange(self.size) + self.ptr - self.size) % self.capacity  # oldest first
+        keep = chronological[max(0, self.size - capacity):]
+        for name in FIELDS:
+            old = getattr(self, name)
+            new = torch.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
+            new[: len(keep)] = old[keep]
+            setattr(self, name, new)
+        self.capacity, self.size, self.ptr = capacity, len(keep), len(keep) % capacity
+
     def all(self) -> dict[str, Tensor]:
         """Every stored transition (views, oldest first is not guaranteed after wrapping)."""
         return {name: getattr(self, name)[: self.size] for name in FIELDS}
