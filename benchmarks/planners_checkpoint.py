@@ -2,7 +2,7 @@
 
     python benchmarks/planners_checkpoint.py \
         --checkpoint results/halfcheetah_multi_iter/version_0/checkpoints/last.ckpt \
-        [--env mbrl/Cheetah-v0] [--budgets 250 1000] [--episodes 5] [--horizon 15]
+        [--env mbrl/Cheetah-v0] [--budgets 250 1000] [--episodes 5] [--horizon 15] [--precisions float32 bf16]
 
 The checkpoint's ensemble (weights and normalisers, as ``fit`` saved them: run the run's config first, e.g.
 ``configs/mpc/halfcheetah_multi_iter.yaml``) plans for random shooting, CEM (the brief's: 4 iterations, 5 elites,
@@ -10,12 +10,14 @@ a uniform first population), CEM with a warm start, iCEM and MPPI (``benchmarks/
 the same number of scored sequences per planned action, with the run's propagation (e.g. PETS' TS-inf) and
 learned reward/termination where it had them, on the same seeded start states
 (episode i from ``--seed`` + i, as ``Evaluate``). The model is fixed: this compares the optimisers on one learned
-model, not the runs that each planner would have produced. Prints one line per run and a Markdown table.
+model, not the runs that each planner would have produced. ``--precisions float32 bf16`` plans each in both
+precisions on the same starts: bf16's effect on the return. Prints one line per run and a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -55,6 +57,8 @@ def main() -> None:
     parser.add_argument("--cem-iterations", type=int, default=4,
                         help="CEM's iterations; each scores budget / iterations sequences (the brief: 4, or 2)")
     parser.add_argument("--planners", nargs="+", help="only these (names as printed, e.g. 'random shooting')")
+    parser.add_argument("--precisions", nargs="+", default=["float32"], choices=["float32", "bf16"],
+                        help="plan in each (MPCAgent bf16): 'float32 bf16' measures bf16's effect on the return")
     parser.add_argument("--env-kwargs", type=json.loads, default={},
                         help='JSON keyword arguments of the env, e.g. \'{"fixed_target": [0.1, 0.1, 0.1]}\'')
     args = parser.parse_args()
@@ -68,10 +72,13 @@ def main() -> None:
     table: dict[str, dict[int, str]] = {}
     start = time.perf_counter()
     for budget in args.budgets:
-        for name, optimizer in planners(budget, args.horizon, args.cem_iterations).items():
+        for (name, optimizer), precision in itertools.product(
+                planners(budget, args.horizon, args.cem_iterations).items(), args.precisions):
             if args.planners and name not in args.planners:
                 continue
-            agent = MPCAgent(planner=optimizer, **model_args)
+            if len(args.precisions) > 1:
+                name = f"{name}, {precision}"
+            agent = MPCAgent(planner=optimizer, bf16=precision == "bf16", **model_args)
             agent.load_state_dict(state)
             policy = agent.eval().mpc_policy(find_task(args.env), low, high, max_envs=args.episodes, seed=0)
             t0 = time.perf_counter()
