@@ -9,6 +9,7 @@ import gymnasium as gym
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mbrl_lightning.agents import MBPO, SAC
@@ -125,27 +126,35 @@ def test_resume_without_model_rollouts_refills_them_before_the_first_update(tmp_
         first_update = []
 
         class AtFirstUpdate(pl.Callback):
+            """(dynamics steps taken, rows ever added) before and after an iteration's first update."""
+
             def on_train_batch_start(self, trainer, module, batch, batch_idx):
-                if batch_idx == 0:  # before the iteration's own first rollout round
-                    first_update.append(len(module.model_buffer))
+                if batch_idx == 0:
+                    first_update.append((module.model_trained_steps, module.model_buffer.total_added))
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                if batch_idx == 0:
+                    first_update.append(module.model_buffer.total_added)
 
         trainer = pl.Trainer(max_epochs=max_epochs, logger=False, enable_progress_bar=False,
                              enable_model_summary=False, reload_dataloaders_every_n_epochs=1,
-                             default_root_dir=tmp_path, callbacks=[CollectRandom(200), CollectOnPolicy(50), seen,
-                                                                   AtFirstUpdate()])
+                             default_root_dir=tmp_path, callbacks=[
+                                 CollectRandom(200), CollectOnPolicy(50), seen, AtFirstUpdate(),
+                                 ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_epochs=1)])
         trainer.fit(mbpo, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
-        return mbpo, seen.seen, first_update, trainer
+        return mbpo, seen.seen, first_update
 
-    mbpo, seen, first_update, trainer = fit(1)
-    one_iteration = 3 * 8 * 3  # rounds x starts x L
-    assert seen == [(one_iteration, one_iteration)] and first_update == [0]
-    path = tmp_path / "no_rollouts.ckpt"
-    trainer.save_checkpoint(path)
+    mbpo, seen, first_update = fit(1)
+    one_round, one_iteration = 8 * 3, 3 * 8 * 3  # starts x L; rounds x starts x L
+    assert seen == [(one_iteration, one_iteration)] and first_update == [(10, 0), one_round]
+    path = tmp_path / "ckpt" / "last.ckpt"  # ModelCheckpoint's epoch-end save, as the configs resume from
     ckpt = torch.load(path, weights_only=True)
     assert "model_buffer" not in ckpt["mbpo"] and ckpt["ReplayDataModule"]["buffer"]["size"] == 200
 
-    resumed, seen, first_update, _ = fit(2, ckpt_path=path)
-    assert first_update == [one_iteration]  # refilled after the model's training, before the first update
+    resumed, seen, first_update = fit(2, ckpt_path=path)
+    # the resumed iteration trained the model (10 more steps), then its first update refilled one iteration's
+    # rounds before its own first round: nothing was in the pool before, a full pool plus a round after
+    assert first_update == [(2 * 10, 0), one_iteration + one_round]
     assert seen == [(one_iteration, one_iteration)]  # the iteration's own rounds then replaced the refill
     assert resumed.model_buffer.total_added == 2 * one_iteration
     assert resumed.model_trained_steps == 2 * 10 and resumed.num_updates == 2 * 12

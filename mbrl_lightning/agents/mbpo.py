@@ -59,15 +59,16 @@ class MBPO(SAC):
             ``rollout_batch_size == rollout_every`` gives one rollout per SAC update, as the brief's loop.
         model_sampling: ``"mean"`` or ``"random"``: how a rollout step uses the members (see above).
         real_ratio: fraction of each SAC batch drawn from real data; ``None``: one shared buffer (see above).
-        model_buffer_capacity: model transitions kept (FIFO: old rollouts, made by an older model, leave first).
+        model_buffer_capacity: model transitions kept (FIFO: old rollouts, made by an older model, leave first);
+            with ``model_retain_epochs`` only the size allocated before the first iteration.
         model_retain_epochs: MBPO's ``model_retain_epochs``: the model buffer holds this many iterations' rollouts,
             its capacity set at each iteration's start to retain x rounds per iteration x ``rollout_batch_size``
             x L (so it grows with the rollout schedule; the newest rows are kept); ``None``: a fixed
             ``model_buffer_capacity``.
         checkpoint_model_buffer: keep the model rollouts in checkpoints. ``False`` leaves them out (650 MB at
-            Hopper's L = 15, rebuilt cheaply): a resumed run refills the buffer with the rollout rounds that
-            ``model_retain_epochs`` (or else one iteration) holds, from the current model and policy, before
-            its first update.
+            Hopper's L = 15, rebuilt cheaply): before its first update a resumed run refills the buffer with the
+            rollout rounds that ``model_retain_epochs`` (or else one iteration) holds, from the current model and
+            policy, so it no longer repeats an uninterrupted run exactly.
         model_train_steps: dynamics gradient steps per iteration, each on (E, ``model_batch_size``) real batches.
         model_batch_size: real transitions per member in each dynamics gradient step.
         model_num_elites: members the rollouts use, the best on held-out data after each training (MBPO: 5 of 7);
@@ -358,28 +359,40 @@ class MBPO(SAC):
         if self.rollout_schedule is not None:
             self.rollout_length = self.scheduled_rollout_length(self.current_epoch)
             self.log("mbpo/rollout_length", float(self.rollout_length), on_step=False, on_epoch=True)
-        if self.rollout_length == 0 or self.hparams.model_train_steps == 0:
+        if self.rollout_length == 0:
             return  # L = 0: model-free SAC, the model is never trained
-        if self.model_retain_epochs is not None:
-            self.model_buffer.resize(self.retained_rounds() * self.rollout_batch_size * self.rollout_length)
-        start = time.perf_counter()
-        losses = self.train_model(self.hparams.model_train_steps)
-        self.log_dict({"model/loss": losses[-min(100, len(losses)):].mean(), "model/loss_first": losses[0],
-                       "model/train_steps": float(self.model_trained_steps),
-                       "model/train_seconds": time.perf_counter() - start}, on_step=False, on_epoch=True)
-        if self.refill_model_buffer:  # resumed from a checkpoint without the model rollouts
-            added = sum(self.generate_rollouts(self.rollout_batch_size) for _ in range(self.retained_rounds()))
-            self.refill_model_buffer = False
-            self.log("mbpo/refill_transitions", float(added), on_step=False, on_epoch=True)
+        self.size_model_pool()
+        if self.hparams.model_train_steps > 0:
+            start = time.perf_counter()
+            losses = self.train_model(self.hparams.model_train_steps)
+            self.log_dict({"model/loss": losses[-min(100, len(losses)):].mean(), "model/loss_first": losses[0],
+                           "model/train_steps": float(self.model_trained_steps),
+                           "model/train_seconds": time.perf_counter() - start}, on_step=False, on_epoch=True)
 
     def retained_rounds(self) -> int:
         """Rollout rounds the model buffer holds: ``model_retain_epochs`` (else one) iterations' worth."""
         rounds_per_iteration = math.ceil(self.trainer.num_training_batches / self.rollout_every)
         return (self.model_retain_epochs or 1) * rounds_per_iteration
 
+    def size_model_pool(self) -> None:
+        """With ``model_retain_epochs``: the model buffer's capacity for the current L (newest rows kept)."""
+        if self.model_retain_epochs is not None:
+            self.model_buffer.resize(self.retained_rounds() * self.rollout_batch_size * self.rollout_length)
+
+    def refill_model_pool(self) -> int:
+        """Rebuild the rollouts a checkpoint left out (``checkpoint_model_buffer: false``): as many rounds as the
+        pool holds, from the current model and policy; rows added."""
+        self.size_model_pool()  # a resume from inside an iteration skipped on_train_epoch_start
+        added = sum(self.generate_rollouts(self.rollout_batch_size) for _ in range(self.retained_rounds()))
+        self.refill_model_buffer = False
+        log_scalars(self.trainer, {"mbpo/refill_transitions": float(added)}, step=self.num_updates)
+        return added
+
     def prepare_batch(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         if self.rollout_length == 0:
             return batch
+        if self.refill_model_buffer:  # the first update after a resume whose checkpoint left the rollouts out
+            self.refill_model_pool()
         if batch_idx % self.rollout_every == 0:
             added = self.generate_rollouts(self.rollout_batch_size)
             log_scalars(self.trainer, {"mbpo/rollout_transitions": float(added)}, step=self.num_updates)
