@@ -89,6 +89,40 @@ def test_elites_are_the_best_members_on_held_out_data_and_only_they_roll_out(tmp
         small(dm, model_num_elites=4)
 
 
+def test_random_sampling_runs_each_row_through_one_uniform_elite_only():
+    """The paper's rollouts: each transition uses one elite drawn uniformly, sampling its Gaussian. model_step
+    runs each row through its own elite only; the output must be exactly that elite's prediction for that row."""
+    torch.manual_seed(0)
+    agent = MBPO(4, 2, model_sampling="random", model_ensemble_size=5, model_num_elites=3, model_hidden_size=16,
+                 model_loss="nll", model_learn_reward=True, model_learn_termination=True, hidden_size=8)
+    agent.elites.copy_(torch.tensor([4, 0, 2]))
+    with torch.no_grad():  # members' rewards far apart (output columns: mean, log-variance, reward, termination)
+        agent.dynamics.net[-1].bias[:, 0, -2] += 10.0 * torch.arange(5.0)  # so each row's reward names its member
+    n = 6000
+    obs, act = torch.randn(n, 4), torch.rand(n, 2) * 2 - 1
+    with torch.no_grad():
+        full = agent.dynamics.predict(obs, act)  # every member's mean step, (5, n, ...)
+        _, logvar, _, _ = agent.dynamics.heads(obs.expand(5, n, 4), act.expand(5, n, 2))
+        step = agent.model_step(obs, act)
+    rows = torch.arange(n)
+    member = (step.reward[None] - full.reward).abs().argmin(0)  # which member's reward each row carries
+    torch.testing.assert_close(step.reward, full.reward[member, rows])
+    assert set(member.unique().tolist()) == {4, 0, 2}  # elites only, every elite used
+    counts = torch.bincount(member, minlength=5)[[4, 0, 2]].float()
+    assert ((counts - n / 3).abs() < 4 * (n * (1 / 3) * (2 / 3)) ** 0.5).all()  # uniform: within 4 sigma
+    assert torch.equal(step.terminated, full.terminated[member, rows])  # termination from the same member
+    # the next state is a draw from that member's Gaussian: z-scores are standard normal
+    std = agent.dynamics.delta_norm.std
+    z = (step.next_obs - full.next_obs[member, rows]) / (std * (0.5 * logvar[member, rows]).exp())
+    assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
+    mean_agent = MBPO(4, 2, model_sampling="mean", model_ensemble_size=5, model_num_elites=3, hidden_size=8,
+                      model_hidden_size=16, model_loss="nll")
+    mean_agent.elites.copy_(torch.tensor([4, 0, 2]))
+    with torch.no_grad():  # "mean" averages the elites' mean steps, and only theirs
+        want = mean_agent.dynamics.predict_next(obs, act)[[4, 0, 2]].mean(0)
+        torch.testing.assert_close(mean_agent.model_step(obs, act).next_obs, want)
+
+
 def test_elites_and_scheduled_length_survive_a_checkpoint():
     agent = MBPO(4, 2, rollout_schedule=[0, 4, 1, 5], model_ensemble_size=4, model_num_elites=2, hidden_size=8,
                  model_hidden_size=8)

@@ -249,20 +249,37 @@ class MBPO(SAC):
         return mse
 
     def model_step(self, obs: Tensor, act: Tensor) -> Prediction:
-        """The ensemble's step for (N, .) inputs, each output (N, ...): members' mean (a learned termination by
-        majority), or one random member per row."""
+        """The ensemble's step for (N, .) inputs, each output (N, ...): the elites' mean (a learned termination by
+        majority), or one random elite per row. Only the elites run; for ``"random"`` each row runs through its
+        own elite only (rows grouped by elite, one batched pass), so a step costs one member's compute per row."""
         sample = self.model_sampling == "random" and self.hparams.model_loss == "nll"
         gen = self.generator if self.device.type == "cpu" else None
-        pred = self.dynamics.predict(obs, act, sample=sample, generator=gen)  # (E, N, ...)
-        if self.num_elites is not None:  # only the elites' predictions count
-            pred = Prediction(*(None if x is None else x[self.elites] for x in pred))
+        members = (self.elites if self.num_elites is not None
+                   else torch.arange(self.dynamics.ensemble_size, device=obs.device))
         if self.model_sampling == "mean":
+            pred = self.dynamics.predict(obs, act, members=members)  # (k, N, ...)
             done = None if pred.terminated is None else pred.terminated.float().mean(0) > 0.5
             return Prediction(pred.next_obs.mean(0), None if pred.reward is None else pred.reward.mean(0), done)
-        n = obs.shape[0]
-        member = torch.randint(pred.next_obs.shape[0], (n,), generator=self.generator).to(obs.device)
-        rows = torch.arange(n, device=obs.device)
-        return Prediction(*(None if x is None else x[member, rows] for x in pred))
+        n, k = obs.shape[0], members.shape[0]
+        member = torch.randint(k, (n,), generator=self.generator).to(obs.device)  # each row's elite, uniform
+        order = member.argsort(stable=True)  # rows grouped by elite
+        counts = torch.bincount(member, minlength=k)
+        width = int(counts.max())  # each elite's slice is padded to the largest group
+        first = counts.cumsum(0) - counts
+        grouped = member[order]
+        slot = grouped * width + torch.arange(n, device=obs.device) - first[grouped]  # row -> (elite, position)
+        x_obs, x_act = obs.new_zeros(k * width, obs.shape[1]), act.new_zeros(k * width, act.shape[1])
+        x_obs[slot], x_act[slot] = obs[order], act[order]
+        pred = self.dynamics.predict(x_obs.view(k, width, -1), x_act.view(k, width, -1), sample=sample,
+                                     generator=gen, members=members)
+        out = []
+        for x in pred:
+            if x is None:
+                out.append(None)
+                continue
+            flat = x.reshape(k * width, *x.shape[2:])[slot]  # the real rows, in grouped order
+            out.append(torch.empty_like(flat).index_copy_(0, order, flat))  # back to the input's order
+        return Prediction(*out)
 
     @torch.inference_mode()
     def rollout(self, start_obs: Tensor, length: int | None = None) -> dict[str, Tensor]:

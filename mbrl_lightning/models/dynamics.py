@@ -105,11 +105,13 @@ class DynamicsEnsemble(pl.LightningModule):
         mean, logvar, _, _ = self.heads(obs, act)
         return mean, logvar
 
-    def heads(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    def heads(self, obs: Tensor, act: Tensor, members: Tensor | None = None
+              ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
         """Every output for inputs of shape (E, N, .): normalised delta mean, its bounded log-variance (``nll``),
-        normalised reward (E, N) and termination logit (E, N); ``None`` for the outputs this model lacks."""
+        normalised reward (E, N) and termination logit (E, N); ``None`` for the outputs this model lacks.
+        With ``members`` (k indices) the inputs are (k, N, .), one slice per listed member, and only those run."""
         x = torch.cat([self.obs_norm.normalize(obs), self.act_norm.normalize(act)], dim=-1)
-        y = self.net(x)
+        y = self.net(x, members)
         d = self.obs_dim
         mean, logvar, col = y[..., :d], None, d
         if self.hparams.loss == "nll":
@@ -124,19 +126,21 @@ class DynamicsEnsemble(pl.LightningModule):
         return mean, logvar, reward, done_logit
 
     def predict(self, obs: Tensor, act: Tensor, sample: bool = False,
-                generator: torch.Generator | None = None) -> Prediction:
+                generator: torch.Generator | None = None, members: Tensor | None = None) -> Prediction:
         """One step for each member: next state ``s + Unnormalize(f(s, a))`` (E, N, obs_dim), plus the learned
         reward and termination (logit > 0) where this model has them.
 
         ``obs``/``act`` of shape (N, .) are broadcast to all members; (E, N, .) gives each member its own
-        trajectory. ``sample=True`` draws the next state from the learned Gaussian (``nll`` only) instead of
-        taking its mean; reward and termination are always the predicted mean and the most likely outcome.
+        trajectory. ``members`` (k indices) runs only those members, in that order: outputs (k, N, ...), inputs
+        (N, .) or (k, N, .). ``sample=True`` draws the next state from the learned Gaussian (``nll`` only) instead
+        of taking its mean; reward and termination are always the predicted mean and the most likely outcome.
         """
+        e = self.ensemble_size if members is None else members.shape[0]
         if obs.dim() == 2:
-            obs = obs.expand(self.ensemble_size, *obs.shape)
+            obs = obs.expand(e, *obs.shape)
         if act.dim() == 2:
-            act = act.expand(self.ensemble_size, *act.shape)
-        mean, logvar, reward, done_logit = self.heads(obs, act)
+            act = act.expand(e, *act.shape)
+        mean, logvar, reward, done_logit = self.heads(obs, act, members)
         if sample and logvar is not None:
             noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
             mean = mean + noise * (0.5 * logvar).exp()

@@ -24,7 +24,9 @@ def make_activation(name: str) -> nn.Module:
 
 
 class EnsembleLinear(nn.Module):
-    """E independent linear maps: (E, N, in) -> (E, N, out), initialised like ``nn.Linear`` per member."""
+    """E independent linear maps: (E, N, in) -> (E, N, out), initialised like ``nn.Linear`` per member.
+
+    ``members`` (k indices) runs only those members on a (k, N, in) input: the compute of k members, not E."""
 
     def __init__(self, ensemble_size: int, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -35,8 +37,10 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
     def extra_repr(self) -> str:
         return f"ensemble_size={self.ensemble_size}, in={self.in_features}, out={self.out_features}"
@@ -58,3 +62,9 @@ class EnsembleMLP(nn.Sequential):
             width = hidden_size
         layers.append(EnsembleLinear(ensemble_size, width, out_features))
         super().__init__(*layers)
+
+    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        """(E, N, in) -> (E, N, out); with ``members`` (k indices), (k, N, in) -> (k, N, out) on those only."""
+        for layer in self:
+            x = layer(x, members) if isinstance(layer, EnsembleLinear) else layer(x)
+        return x
