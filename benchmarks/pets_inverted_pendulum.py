@@ -1,0 +1,88 @@
+"""Why PETS falls on InvertedPendulum-v5: plan on a run's model with its learned reward and termination, or with
+the env's own (gymnasium's rule: terminated once |pole angle| > 0.2 or a value is not finite; reward 1 while not
+terminated), and print where each episode ended (cart position, pole angle).
+
+    git show 8e07dc1:results/pets_inverted_pendulum/version_0/checkpoints/last.ckpt > pets_ip_iter3.ckpt
+    OMP_NUM_THREADS=1 python benchmarks/pets_inverted_pendulum.py --checkpoint pets_ip_iter3.ckpt \
+        --heads learned true --horizons 15 45
+
+The planner is the config's CEM (200 x 3, 20 elites, alpha 0.1) with the checkpoint's propagation (TS-inf, 10
+particles); episode i starts from seed ``--seed`` + i, as ``Evaluate``. The cart's rail ends at x = +-1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import gymnasium as gym
+import pytorch_lightning as pl
+import torch
+from planners_checkpoint import load_model  # benchmarks/
+
+from mbrl_lightning.agents import MPCAgent
+from mbrl_lightning.data import collect
+from mbrl_lightning.envs import make
+from mbrl_lightning.models.dynamics import Prediction
+from mbrl_lightning.planning import CEM
+
+
+class LastStep(gym.Wrapper):
+    """Keeps the episode's return and its last observation."""
+
+    def reset(self, **kwargs):
+        self.episode_return, self.last_obs = 0.0, None
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.episode_return += float(reward)
+        self.last_obs = obs
+        return obs, reward, terminated, truncated, info
+
+
+def with_true_heads(step):
+    """The model's next state with InvertedPendulum-v5's own termination and reward in place of the learned ones."""
+
+    def true_step(obs: torch.Tensor, act: torch.Tensor) -> Prediction:
+        nxt = step(obs, act).next_obs
+        done = ~(torch.isfinite(nxt).all(-1) & (nxt[..., 1].abs() <= 0.2))
+        return Prediction(nxt, (~done).to(nxt.dtype), done)
+
+    return true_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="an MPCAgent checkpoint of configs/pets/inverted_pendulum")
+    parser.add_argument("--heads", nargs="+", default=["learned", "true"], choices=["learned", "true"])
+    parser.add_argument("--horizons", type=int, nargs="+", default=[15])
+    parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=12345)
+    args = parser.parse_args()
+    model_args, state = load_model(args.checkpoint)
+    for heads, horizon in itertools.product(args.heads, args.horizons):
+        pl.seed_everything(0, verbose=False)
+        planner = CEM(horizon=horizon, num_sequences=200, num_iterations=3, num_elites=20, alpha=0.1)
+        agent = MPCAgent(planner=planner, **model_args)
+        agent.load_state_dict(state)
+        agent.eval()
+        if heads == "true":
+            learned_step = agent.planning_step
+            agent.planning_step = lambda seed=0, f=learned_step: with_true_heads(f(seed))
+        envs = [LastStep(make("InvertedPendulum-v5")) for _ in range(args.episodes)]
+        low, high = (torch.as_tensor(b) for b in (envs[0].action_space.low, envs[0].action_space.high))
+        policy = agent.mpc_policy(None, low, high, max_envs=args.episodes, seed=0)
+        t0 = time.perf_counter()
+        collect(envs, policy, num_episodes=args.episodes, seed=args.seed, progress=False)
+        returns = torch.tensor([env.episode_return for env in envs])
+        ends = ", ".join(f"x {env.last_obs[0]:+.2f} angle {env.last_obs[1]:+.2f}" for env in envs)
+        error = returns.std() / len(envs) ** 0.5
+        print(f"{heads:>7} heads, H {horizon:2d}: return {returns.mean():6.1f} ± {error:5.1f} "
+              f"(episodes {[round(r) for r in returns.tolist()]}; ended at {ends}), {time.perf_counter() - t0:.0f} s",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
