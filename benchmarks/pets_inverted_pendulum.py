@@ -9,8 +9,9 @@ objective reaches with a perfect model.
         --heads learned true --horizons 15 45
     OMP_NUM_THREADS=1 python benchmarks/pets_inverted_pendulum.py --dynamics sim --horizons 15 45
 
-The planner is the config's CEM (200 x 3, 20 elites, alpha 0.1) with the checkpoint's propagation (TS-inf, 10
-particles); episode i starts from seed ``--seed`` + i, as ``Evaluate``. The cart's rail ends at x = +-1.
+The planner is the config's CEM (200 x 3, 20 elites, alpha 0.1; ``--population`` etc. change it) with the
+checkpoint's propagation (TS-inf, 10 particles); episode i starts from seed ``--seed`` + i, as ``Evaluate``.
+The cart's rail ends at x = +-1.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+", default=["learned", "true"], choices=["learned", "true"])
     parser.add_argument("--horizons", type=int, nargs="+", default=[15])
     parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--population", type=int, default=200, help="CEM's sequences per iteration")
+    parser.add_argument("--cem-iterations", type=int, default=3)
+    parser.add_argument("--elites", type=int, default=20)
+    parser.add_argument("--alpha", type=float, default=0.1, help="CEM's smoothing of the mean and std")
     parser.add_argument("--seed", type=int, default=12345)
     args = parser.parse_args()
     if args.dynamics == "learned" and args.checkpoint is None:
@@ -97,7 +102,8 @@ def main() -> None:
     heads_list = ["true"] if args.dynamics == "sim" else args.heads
     for heads, horizon in itertools.product(heads_list, args.horizons):
         pl.seed_everything(0, verbose=False)
-        planner = CEM(horizon=horizon, num_sequences=200, num_iterations=3, num_elites=20, alpha=0.1)
+        planner = CEM(horizon=horizon, num_sequences=args.population, num_iterations=args.cem_iterations,
+                      num_elites=args.elites, alpha=args.alpha)
         envs = [LastStep(make("InvertedPendulum-v5")) for _ in range(args.episodes)]
         low, high = (torch.as_tensor(b) for b in (envs[0].action_space.low, envs[0].action_space.high))
         if args.dynamics == "sim":
@@ -115,8 +121,9 @@ def main() -> None:
         collect(envs, policy, num_episodes=args.episodes, seed=args.seed, progress=False)
         returns = torch.tensor([env.episode_return for env in envs])
         ends = ", ".join(f"x {env.last_obs[0]:+.2f} angle {env.last_obs[1]:+.2f}" for env in envs)
-        error = returns.std() / len(envs) ** 0.5
-        print(f"{args.dynamics} dynamics, {heads} heads, H {horizon}: return {returns.mean():.1f} ± {error:.1f} "
+        error = returns.std() / len(envs) ** 0.5 if len(envs) > 1 else float("nan")
+        cem = f"CEM {args.population} x {args.cem_iterations}"
+        print(f"{args.dynamics} dynamics, {heads} heads, H {horizon}, {cem}: return {returns.mean():.1f} ± {error:.1f} "
               f"(episodes {[round(r) for r in returns.tolist()]}; ended at {ends}), {time.perf_counter() - t0:.0f} s",
               flush=True)
 
