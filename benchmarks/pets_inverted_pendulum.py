@@ -26,7 +26,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from mujoco import rollout
-from planners_checkpoint import load_model  # benchmarks/
+from optimizers import EpisodeReturn  # benchmarks/
+from planners_checkpoint import load_model
 
 from mbrl_lightning.agents import MPCAgent
 from mbrl_lightning.data import collect
@@ -35,18 +36,19 @@ from mbrl_lightning.models.dynamics import Prediction
 from mbrl_lightning.planning import CEM, MPCPolicy
 
 
-class LastStep(gym.Wrapper):
+class LastStep(EpisodeReturn):
     """Keeps the episode's return and its last observation."""
 
-    def reset(self, **kwargs):
-        self.episode_return, self.last_obs = 0.0, None
-        return self.env.reset(**kwargs)
-
     def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.episode_return += float(reward)
-        self.last_obs = obs
-        return obs, reward, terminated, truncated, info
+        out = super().step(action)
+        self.last_obs = out[0]
+        return out
+
+
+def env_heads(nxt: torch.Tensor) -> Prediction:
+    """InvertedPendulum-v5's own termination and reward for predicted next states."""
+    done = ~(torch.isfinite(nxt).all(-1) & (nxt[..., 1].abs() <= 0.2))
+    return Prediction(nxt, (~done).to(nxt.dtype), done)
 
 
 def with_true_heads(step):
@@ -56,12 +58,6 @@ def with_true_heads(step):
         return env_heads(step(obs, act).next_obs)
 
     return true_step
-
-
-def env_heads(nxt: torch.Tensor) -> Prediction:
-    """InvertedPendulum-v5's own termination and reward for predicted next states."""
-    done = ~(torch.isfinite(nxt).all(-1) & (nxt[..., 1].abs() <= 0.2))
-    return Prediction(nxt, (~done).to(nxt.dtype), done)
 
 
 def simulator_step(env: gym.Env):
@@ -100,6 +96,7 @@ def main() -> None:
     if args.dynamics == "learned" and args.checkpoint is None:
         parser.error("--dynamics learned needs --checkpoint")
     heads_list = ["true"] if args.dynamics == "sim" else args.heads
+    model_args, state = load_model(args.checkpoint) if args.dynamics == "learned" else (None, None)
     for heads, horizon in itertools.product(heads_list, args.horizons):
         pl.seed_everything(0, verbose=False)
         planner = CEM(horizon=horizon, num_sequences=args.population, num_iterations=args.cem_iterations,
@@ -109,7 +106,6 @@ def main() -> None:
         if args.dynamics == "sim":
             policy = MPCPolicy(simulator_step(envs[0]), 1, None, planner, low, high, args.episodes, chunk_size=None)
         else:
-            model_args, state = load_model(args.checkpoint)
             agent = MPCAgent(planner=planner, **model_args)
             agent.load_state_dict(state)
             agent.eval()

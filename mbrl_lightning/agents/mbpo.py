@@ -254,32 +254,25 @@ class MBPO(SAC):
         own elite only (rows grouped by elite, one batched pass), so a step costs one member's compute per row."""
         sample = self.model_sampling == "random" and self.hparams.model_loss == "nll"
         gen = self.generator if self.device.type == "cpu" else None
-        members = (self.elites if self.num_elites is not None
-                   else torch.arange(self.dynamics.ensemble_size, device=obs.device))
+        elites = self.elites if self.num_elites is not None else None  # None: every member, in order
         if self.model_sampling == "mean":
-            pred = self.dynamics.predict(obs, act, members=members)  # (k, N, ...)
+            pred = self.dynamics.predict(obs, act, members=elites)  # (k, N, ...)
             done = None if pred.terminated is None else pred.terminated.float().mean(0) > 0.5
             return Prediction(pred.next_obs.mean(0), None if pred.reward is None else pred.reward.mean(0), done)
-        n, k = obs.shape[0], members.shape[0]
+        n = obs.shape[0]
+        k = self.dynamics.ensemble_size if elites is None else elites.shape[0]
         member = torch.randint(k, (n,), generator=self.generator).to(obs.device)  # each row's elite, uniform
-        order = member.argsort(stable=True)  # rows grouped by elite
+        order = member.argsort(stable=True)
         counts = torch.bincount(member, minlength=k)
         width = int(counts.max())  # each elite's slice is padded to the largest group
-        first = counts.cumsum(0) - counts
-        grouped = member[order]
-        slot = grouped * width + torch.arange(n, device=obs.device) - first[grouped]  # row -> (elite, position)
+        rank = torch.empty_like(member)  # each row's position within its elite's group
+        rank[order] = torch.arange(n, device=obs.device) - (counts.cumsum(0) - counts)[member[order]]
+        slot = member * width + rank  # row -> its place in the (k, width) batch
         x_obs, x_act = obs.new_zeros(k * width, obs.shape[1]), act.new_zeros(k * width, act.shape[1])
-        x_obs[slot], x_act[slot] = obs[order], act[order]
+        x_obs[slot], x_act[slot] = obs, act
         pred = self.dynamics.predict(x_obs.view(k, width, -1), x_act.view(k, width, -1), sample=sample,
-                                     generator=gen, members=members)
-        out = []
-        for x in pred:
-            if x is None:
-                out.append(None)
-                continue
-            flat = x.reshape(k * width, *x.shape[2:])[slot]  # the real rows, in grouped order
-            out.append(torch.empty_like(flat).index_copy_(0, order, flat))  # back to the input's order
-        return Prediction(*out)
+                                     generator=gen, members=elites)
+        return Prediction(*(None if x is None else x.reshape(k * width, *x.shape[2:])[slot] for x in pred))
 
     @torch.inference_mode()
     def rollout(self, start_obs: Tensor, length: int | None = None) -> dict[str, Tensor]:
