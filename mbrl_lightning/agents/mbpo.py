@@ -329,27 +329,22 @@ class MBPO(SAC):
         return int(transitions["obs"].shape[0])
 
     def mix(self, real: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Replace part of a real (B, ...) batch with model transitions, as ``real_ratio`` says."""
+        """Replace part of a real (B, ...) batch with model transitions, as ``real_ratio`` says: the batch's first
+        rows stay real, the rest are drawn from the model buffer (row order does not matter to an update)."""
         num_model_data = len(self.model_buffer)
         if num_model_data == 0:
             return real
         B = real["obs"].shape[0]
         if self.real_ratio is None:  # uniform over the union of both buffers = one shared buffer
             p_model = num_model_data / (num_model_data + len(self.real_buffer))
-            from_model = torch.rand(B, generator=self.generator) < p_model
+            k = int((torch.rand(B, generator=self.generator) < p_model).sum())
         else:
-            from_model = torch.arange(B) >= round(self.real_ratio * B)
-        k = int(from_model.sum())
+            k = B - round(self.real_ratio * B)
         if k == 0:
             return real
         model = self.model_buffer.sample(k, self.generator)
-        from_model = from_model.to(real["obs"].device)
-        mixed = {}
-        for name, value in real.items():
-            value = value.clone()
-            value[from_model] = model[name].to(value.device, value.dtype)
-            mixed[name] = value
-        return mixed
+        return {name: torch.cat([value[: B - k], model[name].to(value.device, value.dtype)])
+                for name, value in real.items()}
 
     # ----------------------------------------------------------------- Lightning hooks
     def on_fit_start(self) -> None:
