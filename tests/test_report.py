@@ -233,6 +233,59 @@ def test_standard_tasks_plot_pets_and_sac_against_env_steps(tmp_path):
 
 
 
+def test_published_hopper_curves_pin_the_released_files():
+    """Facts read from Kubo et al. 2025's CSVs (4kubo/erl_lib, commit 6d23b5b, results/main/gym/*/Hopper.csv)."""
+    from mbrl_lightning.report.published import published_for
+
+    mbpo, sac = sorted(published_for("Hopper-v5"), key=lambda c: c.method)
+    assert (mbpo.method, sac.method) == ("MBPO", "SAC") and published_for("Hopper-v4") == [mbpo, sac]
+    assert published_for("HalfCheetah-v5") == [] and published_for("Pendulum-v1") == []
+    # mbpo/Hopper.csv: steps 0, 6019, 7019, ..., 125019 (the MBPO paper's 125 Hopper epochs), one kept row
+    assert len(mbpo.rows) == 1 and mbpo.x[:3] == (0.0, 6019.0, 7019.0) and mbpo.x[-1] == 125019.0
+    # its middle row at 100019 and 125019 steps: 3315.12 and 3279.78
+    assert mbpo.rows[0][mbpo.x.index(100019.0)] == 3315.1 and mbpo.rows[0][-1] == 3279.8
+    # sac/Hopper.csv: eight seeds; at 100000 steps 3073.9, 2843.4, 2466.8, 764.3, 2847.7, 3075.8, 3191.1, 3074.6
+    assert len(sac.rows) == 8 and sac.x[:4] == (0.0, 5000.0, 10000.0, 20000.0) and sac.x[-1] == 130000.0
+    at_100k = [row[sac.x.index(100000.0)] for row in sac.rows]
+    assert at_100k == [3073.9, 2843.4, 2466.8, 764.3, 2847.7, 3075.8, 3191.1, 3074.6]
+    assert sac.at(100000.0) == pytest.approx(np.mean(at_100k))
+    with pytest.raises(ValueError, match="outside the published range"):
+        sac.at(140000.0)
+
+
+def test_gap_is_stated_at_our_last_evaluation_inside_the_published_range():
+    """Linear between published points; evaluations past the published curve's end are not compared."""
+    from mbrl_lightning.report.published import PublishedCurve, gap_lines
+
+    curve = PublishedCurve("Toy", "MBPO", "Toy-v0", "a paper", "one row", (0.0, 1000.0, 2000.0),
+                           ((0.0, 100.0, 300.0),))
+    ours = [("MBPO", "MBPO [a]", np.array([500.0, 1500.0, 2500.0]), np.array([10.0, 50.0, 400.0])),
+            ("SAC", "SAC [b]", np.array([1000.0]), np.array([80.0]))]  # no published SAC: no line
+    assert gap_lines([curve], ours) == ["MBPO [a]: 50 at 1500 env steps, published MBPO 200 there (25 % of it)"]
+
+
+def test_hopper_figure_draws_the_published_curve_of_each_method_run(tmp_path):
+    """A SAC run on Hopper-v5 gets the published SAC curve (dashed, mean of 8 seeds with their band) and the gap
+    in the caption; no published MBPO curve, as no MBPO run is there."""
+    logs = tmp_path / "runs"
+    sac = tiny_config(logs, "sac_hopper")
+    sac["data"]["init_args"]["env_id"] = "Hopper-v5"
+    sac["model"] = {"class_path": "mbrl_lightning.agents.MBPO", "init_args": {"rollout_length": 0, "hidden_size": 16}}
+    fit(tmp_path, sac)
+    data = build_report(load_runs(logs))
+    fig = next(f for f in data.figures if f.problem == "Standard tasks")
+    ours, published = fig.panels[0].series
+    assert (ours.label, ours.style) == ("SAC [sac_hopper]", "-")
+    assert (published.label, published.style) == ("SAC, published (Hopper-v4)", "--")
+    assert published.lo is not None and np.all(published.lo <= published.y) and np.all(published.y <= published.hi)
+    last = ours.x[-1]
+    ref = np.interp(last, published.x, published.y)
+    assert f"SAC [sac_hopper]: {ours.y[-1]:.0f} at {last:.0f} env steps, published SAC {ref:.0f} there" in fig.caption
+    assert "Kubo et al. 2025" in fig.caption and "MBPO, published" not in fig.caption
+    _, md = make_report(logs, tmp_path / "report", verbose=False)
+    assert (md.parent / "task_Hopper_v5.png").stat().st_size > 0
+
+
 def test_logged_wall_time_sums_the_segments_of_a_run(tmp_path):
     """Wall time = per event file (a start or a resumption), last minus first event, summed over the files."""
     import time

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mbrl_lightning.report.published import gap_lines, published_for
 from mbrl_lightning.report.runs import Run, config_diff, flatten, get_dotted, group_seeds, merge_resumptions
 
 PLANNER = "model.init_args.planner"
@@ -36,6 +37,7 @@ class Series:
     hi: np.ndarray | None = None
     runs: list[str] = field(default_factory=list)
     spread: str = ""
+    style: str = "-"  # matplotlib line style; published curves are dashed
 
 
 @dataclass
@@ -334,7 +336,8 @@ class _Builder:
             if env_id and not env_id.startswith("mbrl/") and run.has("eval/return") and run.has("eval/env_steps"):
                 tasks.setdefault(env_id, []).append(run)
         for env_id, runs in sorted(tasks.items()):
-            series = []
+            series: list[Series] = []
+            ours: list[tuple[str, str, np.ndarray, np.ndarray]] = []  # (method, label, env steps, returns)
             for group in self.groups(runs):
                 self.use(group)
                 curves = []
@@ -349,9 +352,20 @@ class _Builder:
                     curves.append((x, ret[keep], spread))
                 series.append(aggregate(f"{_method_label(group[0])} [{_group_label(group)}]", curves,
                                         [r.label for r in group]))
+                ours.append((_method_label(group[0]).split(" ")[0], series[-1].label, series[-1].x, series[-1].y))
             stem = "task_" + "".join(c if c.isalnum() else "_" for c in env_id)
             caption = (f"{env_id}: evaluation return against the real env steps collected so far. Final return: "
                        f"{_finals(series)}." + _best(series) + _spreads(series))
+            published = [c for c in published_for(env_id) if c.method in {m for m, *_ in ours}]
+            for curve in published:
+                series.append(Series(f"{curve.method}, published ({curve.env_id})", np.asarray(curve.x),
+                                     curve.mean, *((np.min(curve.rows, 0), np.max(curve.rows, 0))
+                                                   if len(curve.rows) > 1 else (None, None)),
+                                     spread=curve.how, style="--"))
+            if published:
+                caption += (" Dashed: published curves, " + "; ".join(
+                    f"{c.method} from {c.source} on {c.env_id} ({c.how})" for c in published) + ". Gap: "
+                    + "; ".join(gap_lines(published, ours)) + ".")
             self.figures.append(FigureSpec(stem, f"{env_id}: PETS, MBPO and SAC", caption,
                                            [Panel(env_id, "env steps", "eval return", series)], "Standard tasks"))
 

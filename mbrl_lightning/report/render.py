@@ -31,10 +31,10 @@ def draw(spec: FigureSpec, out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, n, figsize=(width, height), squeeze=False)
     for ax, panel in zip(axes[0], spec.panels, strict=True):
         for s in panel.series:
-            marker = "o" if len(s.x) <= MARKER_MAX_POINTS else None
-            (line,) = ax.plot(s.x, s.y, marker=marker, ms=3.5, lw=1.4 if marker else 0.9, label=s.label)
+            marker = "o" if len(s.x) <= MARKER_MAX_POINTS and s.style == "-" else None
+            (line,) = ax.plot(s.x, s.y, s.style, marker=marker, ms=3.5, lw=1.4 if marker else 0.9, label=s.label)
             if s.lo is not None and s.hi is not None:
-                ax.fill_between(s.x, s.lo, s.hi, color=line.get_color(), alpha=0.2, lw=0)
+                ax.fill_between(s.x, s.lo, s.hi, color=line.get_color(), alpha=0.1 if s.style != "-" else 0.2, lw=0)
         if panel.logy and all(np.all(s.y > 0) for s in panel.series):
             ax.set_yscale("log")
         if "iteration" in panel.xlabel:
