@@ -75,8 +75,8 @@ class PublishedCurve:
 
 PUBLISHED: tuple[PublishedCurve, ...] = (
     PublishedCurve("Hopper", "MBPO", "Hopper-v4", _KUBO2025.format("mbpo"),
-                   "the middle of the file's five evenly spaced rows per step (their mean; the rows are a band, "
-                   "not seeds)", _MBPO_HOPPER_X, (_MBPO_HOPPER_Y,)),
+                   "the middle one of the file's five rows per step, evenly spaced about it: their mean, as the "
+                   "rows are a band, not seeds", _MBPO_HOPPER_X, (_MBPO_HOPPER_Y,)),
     PublishedCurve("Hopper", "SAC", "Hopper-v4", _KUBO2025.format("sac"), "mean of 8 seeds, band min-max",
                    _SAC_HOPPER_X, _SAC_HOPPER_SEEDS),
 )
