@@ -286,6 +286,22 @@ def test_hopper_figure_draws_the_published_curve_of_each_method_run(tmp_path):
     assert (md.parent / "task_Hopper_v5.png").stat().st_size > 0
 
 
+def test_seeds_group_across_configs_that_differ_only_by_arguments_at_their_default(tmp_path):
+    """A newer config.yaml writes new arguments at their class's default (sac_hopper's seeds 1-2 have
+    ``checkpoint_model_buffer: true``, seed 0's config predates it): still one experiment. An argument off its
+    default, or one whose type differs from the default's, still separates runs."""
+    from mbrl_lightning.report.runs import Run, group_seeds
+
+    def run(version, seed, **init_args):
+        model = {"class_path": "mbrl_lightning.agents.MBPO", "init_args": {"rollout_length": 0, **init_args}}
+        return Run(tmp_path / f"version_{version}", "sac_hopper", version, {"seed_everything": seed, "model": model})
+
+    old, new = run(0, 0), run(1, 1, checkpoint_model_buffer=True, model_retain_epochs=None)
+    off_default, other_type = run(2, 2, checkpoint_model_buffer=False), run(3, 3, checkpoint_model_buffer=1)
+    groups, dropped = group_seeds([old, new, off_default, other_type])
+    assert [[r.version for r in g] for g in groups] == [[0, 1], [2], [3]] and dropped == []
+
+
 def test_logged_wall_time_sums_the_segments_of_a_run(tmp_path):
     """Wall time = per event file (a start or a resumption), last minus first event, summed over the files."""
     import time

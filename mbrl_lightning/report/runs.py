@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import json
 import re
 from dataclasses import dataclass, field
@@ -181,12 +184,37 @@ def _is_seed_key(key: str) -> bool:
     return last in ("seed", "seed_everything")
 
 
+@functools.cache
+def _class_defaults(class_path: str) -> dict[str, Any]:
+    """The ``__init__`` defaults of a config's ``class_path`` (none if it cannot be imported)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        signature = inspect.signature(getattr(importlib.import_module(module), name).__init__)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in signature.parameters.values() if p.default is not inspect.Parameter.empty}
+
+
+def _at_class_default(key: str, value: Any, flat: dict[str, Any]) -> bool:
+    """``<obj>.init_args.<name>`` holding its class's default: newer code writes such keys into config.yaml
+    where an older run's config has none, and the run is the same."""
+    prefix, sep, name = key.rpartition(".init_args.")
+    class_path = flat.get(prefix + ".class_path")
+    if not sep or "." in name or not isinstance(class_path, str):
+        return False
+    defaults = _class_defaults(class_path)
+    return name in defaults and type(defaults[name]) is type(value) and defaults[name] == value
+
+
 def experiment_config(run: Run) -> dict[str, Any] | None:
-    """The run's flattened config without seeds and log location (None without ``config.yaml``)."""
+    """The run's flattened config without seeds, log location and arguments at their class's default
+    (None without ``config.yaml``)."""
     if run.config is None:
         return None
-    return {k: v for k, v in flatten(run.config).items()
-            if not _is_seed_key(k) and not any(k == i or k.startswith(i + ".") for i in _IGNORED_KEYS)}
+    flat = flatten(run.config)
+    return {k: v for k, v in flat.items()
+            if not _is_seed_key(k) and not any(k == i or k.startswith(i + ".") for i in _IGNORED_KEYS)
+            and not _at_class_default(k, v, flat)}
 
 
 def config_diff(a: Run, b: Run) -> set[str] | None:
