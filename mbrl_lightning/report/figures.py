@@ -350,9 +350,9 @@ class _Builder:
                     spread = (np.array([std[steps[i]] for i in keep]) if all(steps[i] in std for i in keep)
                               else None)
                     curves.append((x, ret[keep], spread))
-                series.append(aggregate(f"{_method_label(group[0])} [{_group_label(group)}]", curves,
-                                        [r.label for r in group]))
-                ours.append((_method_label(group[0]).split(" ")[0], series[-1].label, series[-1].x, series[-1].y))
+                method = _method_label(group[0])
+                series.append(aggregate(f"{method} [{_group_label(group)}]", curves, [r.label for r in group]))
+                ours.append((method.split(" ")[0], series[-1].label, series[-1].x, series[-1].y))
             stem = "task_" + "".join(c if c.isalnum() else "_" for c in env_id)
             caption = (f"{env_id}: evaluation return against the real env steps collected so far. Final return: "
                        f"{_finals(series)}." + _best(series) + _spreads(series))
