@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 
 from mbrl_lightning.agents import MBPO
+from mbrl_lightning.models import DynamicsEnsemble
 
 
 def main() -> None:
@@ -24,9 +26,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     obs_dim, act_dim = 11, 3  # Hopper-v5
-    agent = MBPO(obs_dim, act_dim, model_sampling="random", model_ensemble_size=7, model_num_elites=5,
-                 model_hidden_size=200, model_num_layers=4, model_activation="silu", model_loss="nll",
-                 model_learn_reward=True, hidden_size=256, num_layers=2).eval()
+    dynamics = partial(DynamicsEnsemble, ensemble_size=7, hidden_size=200, num_layers=4, activation="silu",
+                       loss="nll", learn_reward=True)
+    agent = MBPO(obs_dim, act_dim, dynamics=dynamics, model_sampling="random", num_elites=5, hidden_size=256,
+                 num_layers=2).eval()
     starts = torch.randn(args.starts, obs_dim) * 0.1
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.starts} starts")
     for length in args.length:

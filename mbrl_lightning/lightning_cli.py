@@ -46,11 +46,11 @@ def import_modules(names: list[str]) -> None:
                                       "it or put that folder on PYTHONPATH") from err
 
 
-LEARNED_HEAD_ARGS = ("learn_reward", "learn_termination", "model_learn_reward", "model_learn_termination")
+LEARNED_HEAD_ARGS = ("learn_reward", "learn_termination")
 
 
 def resolve_learned_heads(config) -> None:
-    """Turn the model's ``learn_reward``/``learn_termination: auto`` (MBPO's ``model_learn_*``) into whether the
+    """Turn the model's ``learn_reward``/``learn_termination: auto`` (MBPO's: its ``dynamics``') into whether the
     run's env lacks a registered task: such an env plans and rolls out on the model's own reward and termination.
     The resolved values are what config.yaml records."""
     env_id, init = config.get("data.init_args.env_id"), config.get("model.init_args")
@@ -59,9 +59,11 @@ def resolve_learned_heads(config) -> None:
     from mbrl_lightning import envs
 
     learn = envs.find_task(env_id) is None
-    for key in LEARNED_HEAD_ARGS:
-        if init.get(key) == "auto":
-            init[key] = learn
+    dynamics = init.get("dynamics")
+    for args in (init, dynamics.get("init_args") if dynamics is not None and hasattr(dynamics, "get") else None):
+        for key in LEARNED_HEAD_ARGS:
+            if args is not None and args.get(key) == "auto":
+                args[key] = learn
 
 
 def resumed_version(ckpt_path: str | None, logger: object) -> str | None:

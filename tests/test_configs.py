@@ -113,28 +113,36 @@ def test_every_config_parses_and_instantiates(tmp_path, monkeypatch):
 
 
 def test_mbpo_paper_configs_keep_the_papers_ratios(tmp_path, monkeypatch):
-    """MBPO's settings (Janner et al. 2019): 7 members / 5 elites, 5 % real data, 400 model rollouts per env step;
-    Hopper: 20 SAC updates per env step, L 1 -> 15 over iterations 20 -> 100, 1000 env steps per iteration, a model
-    pool of one iteration's rollouts."""
-    from mbrl_lightning.callbacks import CollectOnPolicy
+    """MBPO's settings (Janner et al. 2019): 7 members / 5 elites, 5 % real data, 400 model rollouts per env step.
+    Hopper as the authors' code runs it (jannerm/mbpo, examples/config/hopper/0.py): one env step then 20 SAC
+    updates, the model trained every 250 env steps to early stopping and followed by a round of 100k rollouts,
+    L 1 -> 15 over epochs 20 -> 150, target entropy -1, 1000 env steps per iteration, gymnasium's 11-number
+    observation, a model pool of one iteration's rollouts."""
+    from mbrl_lightning.callbacks import CollectInterleaved, CollectOnPolicy
 
-    for name, updates_per_step, env_steps in (("hopper", 20, 1000), ("inverted_pendulum", 10, 250)):
-        cli = _build(ROOT / "configs" / "mbpo" / f"{name}.yaml", monkeypatch, tmp_path)
-        m, dm = cli.model, cli.datamodule
-        collect = next(c for c in cli.trainer.callbacks if isinstance(c, CollectOnPolicy))
-        assert collect.num_steps == env_steps
-        assert dm.steps_per_epoch == updates_per_step * env_steps
-        rounds = dm.steps_per_epoch // m.rollout_every
-        assert m.rollout_batch_size * rounds / env_steps == 400
+    cli = _build(ROOT / "configs" / "mbpo" / "hopper.yaml", monkeypatch, tmp_path)
+    m, dm = cli.model, cli.datamodule
+    collect = next(c for c in cli.trainer.callbacks if isinstance(c, CollectInterleaved))
+    assert not any(isinstance(c, CollectOnPolicy) for c in cli.trainer.callbacks)
+    assert (collect.num_steps, collect.every_n_updates) == (1, 20)
+    assert dm.steps_per_epoch == 20 * 1000
+    assert m.model_train_freq == 250 and m.hparams.model_train_steps is None and m.hparams.model_patience == 10
+    assert m.rollout_batch_size / m.model_train_freq == 400
+    assert m.rollout_schedule == [20, 150, 1, 15] and cli.trainer.max_epochs == 125
+    assert m.target_entropy == -1.0 and dm.obs_dim == 11 and m.obs_dim == 11
+    assert m.dynamics.learn_reward and not m.dynamics.learn_termination
+    assert m.model_retain_epochs == 1 and not m.checkpoint_model_buffer
+    hopper = cli
+
+    cli = _build(ROOT / "configs" / "mbpo" / "inverted_pendulum.yaml", monkeypatch, tmp_path)
+    m, dm = cli.model, cli.datamodule
+    collect = next(c for c in cli.trainer.callbacks if isinstance(c, CollectOnPolicy))
+    assert collect.num_steps == 250 and dm.steps_per_epoch == 10 * 250
+    assert m.rollout_batch_size * (dm.steps_per_epoch // m.rollout_every) / 250 == 400
+    assert m.rollout_length == 1 and m.dynamics.learn_reward and m.dynamics.learn_termination
+    for m, dm in ((cli.model, cli.datamodule), (hopper.model, hopper.datamodule)):
         assert (m.dynamics.ensemble_size, m.num_elites, m.real_ratio) == (7, 5, 0.05)
         assert m.dynamics.layer_decays == [2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4] and dm.val_fraction > 0
-        if name == "hopper":
-            assert m.rollout_schedule == [20, 100, 1, 15] and cli.trainer.max_epochs == 125
-            assert m.dynamics.learn_reward and not m.dynamics.learn_termination
-            # the paper's model_retain_epochs 1; its pool is rebuilt on resume rather than checkpointed
-            assert m.model_retain_epochs == 1 and not m.checkpoint_model_buffer
-        else:
-            assert m.rollout_length == 1 and m.dynamics.learn_reward and m.dynamics.learn_termination
 
 
 @pytest.mark.parametrize("sac,partner", [("mbpo/hopper_sac", "mbpo/hopper"),
@@ -143,16 +151,21 @@ def test_mbpo_paper_configs_keep_the_papers_ratios(tmp_path, monkeypatch):
 def test_sac_references_match_their_model_based_runs_env_steps(sac, partner, tmp_path, monkeypatch):
     """A model-free reference is plain SAC (no model rollouts, one update per env step) on its partner's task with
     the partner's random warm-up, env steps per iteration, iterations and evaluation: curves compare at equal data."""
-    from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom, Evaluate
+    from mbrl_lightning.callbacks import CollectInterleaved, CollectOnPolicy, CollectRandom, Evaluate
 
     clis = [_build(ROOT / "configs" / f"{name}.yaml", monkeypatch, tmp_path) for name in (sac, partner)]
 
     def schedule(cli):
-        find = {kind: next(c for c in cli.trainer.callbacks if isinstance(c, kind))
-                for kind in (CollectRandom, CollectOnPolicy, Evaluate)}
+        find = {kind: next((c for c in cli.trainer.callbacks if isinstance(c, kind)), None)
+                for kind in (CollectRandom, CollectOnPolicy, CollectInterleaved, Evaluate)}
         random, on_policy, evaluate = find[CollectRandom], find[CollectOnPolicy], find[Evaluate]
-        return (cli.datamodule.env_id, cli.trainer.max_epochs, random.num_steps, on_policy.num_steps,
-                on_policy.num_envs, evaluate.num_episodes, evaluate.every_n_iters, evaluate.seed, evaluate.num_envs)
+        if on_policy is not None:
+            env_steps = on_policy.num_steps
+        else:  # interleaved: num_steps before every k-th of the iteration's updates
+            interleaved = find[CollectInterleaved]
+            env_steps = cli.datamodule.steps_per_epoch // interleaved.every_n_updates * interleaved.num_steps
+        return (cli.datamodule.env_id, cli.trainer.max_epochs, random.num_steps, env_steps,
+                evaluate.num_episodes, evaluate.every_n_iters, evaluate.seed, evaluate.num_envs)
 
     assert schedule(clis[0]) == schedule(clis[1])
     ref = clis[0]

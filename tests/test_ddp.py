@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import pytorch_lightning as pl
@@ -18,6 +19,7 @@ import torch
 from mbrl_lightning.agents import MBPO, SAC, MPCAgent
 from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom, Evaluate, ProgressReport
 from mbrl_lightning.data import ReplayDataModule
+from mbrl_lightning.models import DynamicsEnsemble
 from mbrl_lightning.planning import RandomShooting
 
 FIELDS = ("obs", "act", "next_obs", "reward", "terminated")
@@ -48,8 +50,8 @@ def make_agent(name, dm):
     if name == "sac":
         return SAC(dm.obs_dim, dm.act_dim, hidden_size=16, learn_temperature=True)
     return MBPO(dm.obs_dim, dm.act_dim, rollout_length=2, rollout_batch_size=6, rollout_every=2, model_train_steps=3,
-                model_batch_size=16, model_ensemble_size=2, model_hidden_size=16, hidden_size=16,
-                model_buffer_capacity=1000, model_sampling="random", learn_temperature=True)
+                model_batch_size=16, dynamics=partial(DynamicsEnsemble, ensemble_size=2, hidden_size=16),
+                hidden_size=16, model_buffer_capacity=1000, model_sampling="random", learn_temperature=True)
 
 
 def fit_on_two_ranks(name, folder):
@@ -136,7 +138,8 @@ def _draw(module, queue):
 
 def test_mbpo_crosses_into_a_spawned_process():
     """ddp_spawn sends the module to new processes through shared memory; its random stream comes along."""
-    model = MBPO(4, 2, hidden_size=8, model_hidden_size=8, model_buffer_capacity=10, seed=3)
+    model = MBPO(4, 2, hidden_size=8, dynamics=partial(DynamicsEnsemble, hidden_size=8), model_buffer_capacity=10,
+                 seed=3)
     ctx = torch.multiprocessing.get_context("spawn")
     queue = ctx.SimpleQueue()
     child = ctx.Process(target=_draw, args=(model, queue))

@@ -402,3 +402,15 @@ def test_mujoco_envs_render_rgb_array(tmp_path):
     if proc.returncode != 0 and any(m in proc.stderr for m in missing):
         pytest.skip(f"no OpenGL backend: {proc.stderr.strip().splitlines()[-1]}")
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+def test_hopper_termination_reads_gymnasiums_default_observation_and_the_reward_asks_for_x():
+    """MBPO's Hopper runs on gymnasium's 11-number observation (no x): the task's termination still matches the env;
+    its reward, which needs x, says so instead of reading the wrong columns."""
+    out, _ = rollout("Hopper-v5", 300, exclude_current_positions_from_observation=True)
+    assert out["obs"].shape[1] == 11 and out["term"].any()
+    task = envs.get_task("Hopper-v5")
+    o, a, o2 = (torch.as_tensor(out[k], dtype=torch.float32) for k in ("obs", "act", "next_obs"))
+    assert torch.equal(task.terminated(o, a, o2), torch.as_tensor(out["term"]))
+    with pytest.raises(ValueError, match="needs the x position"):
+        task.reward(o, a, o2)

@@ -1,6 +1,7 @@
 """Learned reward and termination: they track the true ones on gymnasium tasks with no registered reward, and the
 planner, MBPO and the CLI use them where the env has no hand-written reward."""
 
+from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -112,8 +113,9 @@ def test_mpc_on_an_env_without_reward_needs_the_learned_reward():
 
 def test_mbpo_rollouts_carry_the_learned_reward_and_termination():
     torch.manual_seed(0)
-    agent = MBPO(3, 1, rollout_length=3, model_ensemble_size=2, model_hidden_size=8, hidden_size=8,
-                 model_learn_reward=True, model_learn_termination=True, model_sampling="random")
+    agent = MBPO(3, 1, rollout_length=3, hidden_size=8, model_sampling="random",
+                 dynamics=partial(DynamicsEnsemble, ensemble_size=2, hidden_size=8, learn_reward=True,
+                                  learn_termination=True))
     buffer = ReplayBuffer(100, 3, 1)
     agent.attach(None, buffer)
     with torch.no_grad():
@@ -128,9 +130,10 @@ def test_mbpo_rollouts_carry_the_learned_reward_and_termination():
         agent.dynamics.net[-1].bias[..., -1] = 50.0  # termination logit: always: rollouts stop after one step
     assert agent.rollout(torch.randn(20, 3))["terminated"].all()
     try:
-        MBPO(3, 1, rollout_length=1, model_hidden_size=8, hidden_size=8, model_learn_reward=False).attach(None, buffer)
+        MBPO(3, 1, rollout_length=1, hidden_size=8,
+             dynamics=partial(DynamicsEnsemble, hidden_size=8, learn_reward=False)).attach(None, buffer)
     except ValueError as err:
-        assert "model_learn_reward" in str(err)
+        assert "learn_reward" in str(err)
     else:
         raise AssertionError("MBPO without any reward function must fail at attach")
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -17,6 +18,7 @@ from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom, Evaluate
 from mbrl_lightning.cli import MBRLCLI
 from mbrl_lightning.data import ReplayBuffer, ReplayDataModule
 from mbrl_lightning.envs import Task
+from mbrl_lightning.models import DynamicsEnsemble
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEETAH = "mbrl/Cheetah-v0"  # never terminates: rollouts have exactly L steps
@@ -44,8 +46,8 @@ class CountingDataModule(ReplayDataModule):
 
 def small_mbpo(dm, **kwargs):
     settings = dict(rollout_length=3, rollout_batch_size=8, rollout_every=5, model_train_steps=10,
-                    model_batch_size=32, model_ensemble_size=2, model_hidden_size=32, hidden_size=32,
-                    model_buffer_capacity=10_000)
+                    model_batch_size=32, dynamics=partial(DynamicsEnsemble, ensemble_size=2, hidden_size=32),
+                    hidden_size=32, model_buffer_capacity=10_000)
     settings.update(kwargs)
     return MBPO(dm.obs_dim, dm.act_dim, **settings)
 
@@ -164,8 +166,8 @@ def test_resume_without_model_rollouts_refills_them_before_the_first_update(tmp_
 def test_rollouts_stop_at_predicted_termination(model_sampling):
     torch.manual_seed(0)
     obs_dim, act_dim, n, length = 4, 2, 64, 5
-    mbpo = MBPO(obs_dim, act_dim, rollout_length=length, model_sampling=model_sampling, model_hidden_size=16,
-                hidden_size=16, model_buffer_capacity=1000)
+    mbpo = MBPO(obs_dim, act_dim, rollout_length=length, model_sampling=model_sampling,
+                dynamics=partial(DynamicsEnsemble, hidden_size=16), hidden_size=16, model_buffer_capacity=1000)
     real = ReplayBuffer(500, obs_dim, act_dim)
     real.add({"obs": torch.randn(500, obs_dim), "act": torch.rand(500, act_dim) * 2 - 1,
               "next_obs": torch.randn(500, obs_dim), "reward": torch.zeros(500),
@@ -190,7 +192,8 @@ def test_rollouts_stop_at_predicted_termination(model_sampling):
 
 def test_real_ratio_mixing():
     torch.manual_seed(0)
-    mbpo = MBPO(3, 1, rollout_length=1, hidden_size=8, model_hidden_size=8, model_buffer_capacity=1000)
+    mbpo = MBPO(3, 1, rollout_length=1, hidden_size=8, dynamics=partial(DynamicsEnsemble, hidden_size=8),
+                model_buffer_capacity=1000)
     real = ReplayBuffer(1000, 3, 1)
     real.add({"obs": torch.zeros(300, 3), "act": torch.zeros(300, 1), "next_obs": torch.zeros(300, 3),
               "reward": torch.zeros(300), "terminated": torch.zeros(300, dtype=torch.bool)})
@@ -289,8 +292,9 @@ def two_regime_run(tmp_path_factory):
     dm.add(two_regime_transitions(1000))
     pl.seed_everything(0)
     mbpo = MBPO(dm.obs_dim, dm.act_dim, rollout_length=1, rollout_batch_size=200, rollout_every=1,
-                model_train_steps=300, model_batch_size=64, model_ensemble_size=2, model_hidden_size=32,
-                model_lr=3e-3, hidden_size=16, model_buffer_capacity=1000)
+                model_train_steps=300, model_batch_size=64,
+                dynamics=partial(DynamicsEnsemble, ensemble_size=2, hidden_size=32, lr=3e-3), hidden_size=16,
+                model_buffer_capacity=1000)
     trainer_for(tmp_path_factory.mktemp("mbpo"), 1, []).fit(mbpo, datamodule=dm)
     return dm, mbpo
 

@@ -1,5 +1,7 @@
 """MBPO's paper settings (Janner et al. 2019): a rollout-length schedule and elite members picked on held-out data."""
 
+from functools import partial
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -7,6 +9,7 @@ import torch
 from mbrl_lightning.agents import MBPO
 from mbrl_lightning.callbacks import CollectOnPolicy, CollectRandom
 from mbrl_lightning.data import ReplayDataModule
+from mbrl_lightning.models import DynamicsEnsemble
 
 CHEETAH = "mbrl/Cheetah-v0"  # never terminates: a round of rollouts adds exactly starts x L rows
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -14,13 +17,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def small(dm, **kwargs):
     settings = dict(rollout_batch_size=8, rollout_every=100, model_train_steps=10, model_batch_size=32,
-                    model_ensemble_size=3, model_hidden_size=16, hidden_size=16, model_buffer_capacity=10_000)
+                    dynamics=partial(DynamicsEnsemble, ensemble_size=3, hidden_size=16), hidden_size=16,
+                    model_buffer_capacity=10_000)
     return MBPO(dm.obs_dim, dm.act_dim, **{**settings, **kwargs})
 
 
 def test_schedule_is_the_papers_linear_ramp():
     """Hopper's [20, 100, 1, 15]: L = 1 up to iteration 20, then linear (rounded down) to 15 at iteration 100."""
-    agent = MBPO(4, 2, rollout_schedule=[20, 100, 1, 15], hidden_size=8, model_hidden_size=8)
+    agent = MBPO(4, 2, rollout_schedule=[20, 100, 1, 15], hidden_size=8,
+                 dynamics=partial(DynamicsEnsemble, hidden_size=8))
     assert agent.rollout_length == 1
     assert [agent.scheduled_rollout_length(i) for i in (0, 20, 40, 60, 99, 100, 300)] == [1, 1, 4, 8, 14, 15, 15]
     with pytest.raises(ValueError, match="a < b"):
@@ -55,7 +60,7 @@ def test_elites_are_the_best_members_on_held_out_data_and_only_they_roll_out(tmp
     pl.seed_everything(0)
     dm = ReplayDataModule(CHEETAH, env_kwargs={"max_episode_steps": 50}, capacity=4000, batch_size=32,
                           steps_per_epoch=5, val_fraction=0.25)
-    agent = small(dm, rollout_length=1, model_num_elites=2, model_train_steps=30)
+    agent = small(dm, rollout_length=1, num_elites=2, model_train_steps=30)
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, reload_dataloaders_every_n_epochs=1, default_root_dir=tmp_path,
                          num_sanity_val_steps=0, callbacks=[CollectRandom(400)])
@@ -86,15 +91,16 @@ def test_elites_are_the_best_members_on_held_out_data_and_only_they_roll_out(tmp
         want = agent.dynamics.predict_next(obs, act)[agent.elites].mean(0)
         torch.testing.assert_close(agent.model_step(obs, act).next_obs, want)
     with pytest.raises(ValueError, match="exceeds"):
-        small(dm, model_num_elites=4)
+        small(dm, num_elites=4)
 
 
 def test_random_sampling_runs_each_row_through_one_uniform_elite_only():
     """The paper's rollouts: each transition uses one elite drawn uniformly, sampling its Gaussian. model_step
     runs each row through its own elite only; the output must be exactly that elite's prediction for that row."""
     torch.manual_seed(0)
-    agent = MBPO(4, 2, model_sampling="random", model_ensemble_size=5, model_num_elites=3, model_hidden_size=16,
-                 model_loss="nll", model_learn_reward=True, model_learn_termination=True, hidden_size=8)
+    agent = MBPO(4, 2, model_sampling="random", num_elites=3, hidden_size=8,
+                 dynamics=partial(DynamicsEnsemble, ensemble_size=5, hidden_size=16, loss="nll", learn_reward=True,
+                                  learn_termination=True))
     agent.elites.copy_(torch.tensor([4, 0, 2]))
     with torch.no_grad():  # members' rewards far apart (output columns: mean, log-variance, reward, termination)
         agent.dynamics.net[-1].bias[:, 0, -2] += 10.0 * torch.arange(5.0)  # so each row's reward names its member
@@ -115,8 +121,8 @@ def test_random_sampling_runs_each_row_through_one_uniform_elite_only():
     std = agent.dynamics.delta_norm.std
     z = (step.next_obs - full.next_obs[member, rows]) / (std * (0.5 * logvar[member, rows]).exp())
     assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
-    mean_agent = MBPO(4, 2, model_sampling="mean", model_ensemble_size=5, model_num_elites=3, hidden_size=8,
-                      model_hidden_size=16, model_loss="nll")
+    mean_agent = MBPO(4, 2, model_sampling="mean", num_elites=3, hidden_size=8,
+                      dynamics=partial(DynamicsEnsemble, ensemble_size=5, hidden_size=16, loss="nll"))
     mean_agent.elites.copy_(torch.tensor([4, 0, 2]))
     with torch.no_grad():  # "mean" averages the elites' mean steps, and only theirs
         want = mean_agent.dynamics.predict_next(obs, act)[[4, 0, 2]].mean(0)
@@ -124,19 +130,17 @@ def test_random_sampling_runs_each_row_through_one_uniform_elite_only():
 
 
 def test_elites_and_scheduled_length_survive_a_checkpoint():
-    agent = MBPO(4, 2, rollout_schedule=[0, 4, 1, 5], model_ensemble_size=4, model_num_elites=2, hidden_size=8,
-                 model_hidden_size=8)
+    dynamics = partial(DynamicsEnsemble, ensemble_size=4, hidden_size=8)
+    agent = MBPO(4, 2, rollout_schedule=[0, 4, 1, 5], dynamics=dynamics, num_elites=2, hidden_size=8)
     agent.elites.copy_(torch.tensor([3, 1]))
     agent.rollout_length = 4
     checkpoint = {}
     agent.on_save_checkpoint(checkpoint)
-    again = MBPO(4, 2, rollout_schedule=[0, 4, 1, 5], model_ensemble_size=4, model_num_elites=2, hidden_size=8,
-                 model_hidden_size=8)
+    again = MBPO(4, 2, rollout_schedule=[0, 4, 1, 5], dynamics=dynamics, num_elites=2, hidden_size=8)
     again.on_load_checkpoint(checkpoint)
     assert again.elites.tolist() == [3, 1] and again.rollout_length == 4
-    other = MBPO(4, 2, model_ensemble_size=4, model_num_elites=3, rollout_length=2, hidden_size=8,
-                 model_hidden_size=8)
+    other = MBPO(4, 2, dynamics=dynamics, num_elites=3, rollout_length=2, hidden_size=8)
     other.on_load_checkpoint(checkpoint)  # another elite count or no schedule now: the config wins
     assert other.elites.tolist() == [0, 1, 2] and other.rollout_length == 2
     del checkpoint["mbpo"]["elites"], checkpoint["mbpo"]["rollout_length"]  # as saved before elites existed
-    MBPO(4, 2, model_ensemble_size=4, hidden_size=8, model_hidden_size=8).on_load_checkpoint(checkpoint)
+    MBPO(4, 2, dynamics=dynamics, hidden_size=8).on_load_checkpoint(checkpoint)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -46,11 +47,12 @@ CASES = [
     (lambda: collect([make("mbrl/Obstacles-v0")], RandomPolicy(-torch.ones(2), torch.ones(2)), num_steps=-1),
      "num_steps"),
     (lambda: collect([], RandomPolicy(-torch.ones(2), torch.ones(2)), num_episodes=2), "num_envs"),
-    # SAC and MBPO name their own arguments (MBPO's model_* ones, not the DynamicsEnsemble's names)
+    # SAC and MBPO name their own arguments; MBPO's dynamics is a DynamicsEnsemble, which names its own
     (lambda: SAC(4, 2, num_critics=0, backup="mean"), "num_critics"),
     (lambda: SAC(4, 2, hidden_size=0), "hidden_size"),
-    (lambda: MBPO(4, 2, model_ensemble_size=0), "model_ensemble_size"),
-    (lambda: MBPO(4, 2, model_hidden_size=0), "model_hidden_size"),
+    (lambda: MBPO(4, 2, dynamics=partial(DynamicsEnsemble, ensemble_size=0)), "ensemble_size"),
+    (lambda: MBPO(4, 2, dynamics=partial(DynamicsEnsemble, hidden_size=0)), "hidden_size"),
+    (lambda: MBPO(4, 2, num_elites=0), "num_elites"),
     (lambda: MBPO(4, 2, model_buffer_capacity=0), "model_buffer_capacity"),
 ]
 

@@ -1,6 +1,7 @@
 """Callbacks of the MBRL loop: data collection, evaluation, progress reports."""
 
 from mbrl_lightning.callbacks.collect import (
+    CollectInterleaved,
     CollectOnPolicy,
     CollectRandom,
     acting_policy,
@@ -10,5 +11,5 @@ from mbrl_lightning.callbacks.collect import (
 from mbrl_lightning.callbacks.evaluate import Evaluate
 from mbrl_lightning.callbacks.report import ProgressReport
 
-__all__ = ["CollectOnPolicy", "CollectRandom", "Evaluate", "ProgressReport", "acting_policy", "is_last_iteration",
-           "log_scalars"]
+__all__ = ["CollectInterleaved", "CollectOnPolicy", "CollectRandom", "Evaluate", "ProgressReport", "acting_policy",
+           "is_last_iteration", "log_scalars"]

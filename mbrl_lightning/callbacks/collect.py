@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -158,3 +160,110 @@ class CollectOnPolicy(pl.Callback):
         if len(returns):
             metrics["data/collect_return"] = float(returns.mean())
         return metrics
+
+
+class CollectInterleaved(pl.Callback):
+    """Step the real environment inside the training loop: ``num_steps`` steps with the agent's (stochastic)
+    policy before every ``every_n_updates``-th update, as SAC and MBPO are normally run (the MBPO authors' code:
+    one env step, then 20 SAC updates), so the policy that collects improves at every step.
+
+    The episode carries on across updates and iterations. A resumed run restarts it: the checkpoint holds how many
+    episodes were started (and every stored transition), not the simulator's state, so the first episode after a
+    resume begins with a fresh ``reset`` (seeded by the episode count) and the cut-off one is not counted in
+    ``data/collect_return``. Batches are drawn from the live buffer, so updates see new data within an iteration
+    (Lightning fetches each batch one update ahead: a batch can miss the newest one or two env steps).
+    Under DDP every rank steps its own env (own seed) and all ranks store every rank's steps.
+
+    Args:
+        num_steps: real env steps each time (MBPO: 1).
+        every_n_updates: optimizer updates between env steps (MBPO on Hopper: 20; plain SAC: 1).
+        seed: seed of the episode resets and the policy's sampling; ``None`` takes the run's ``seed_everything``.
+    """
+
+    def __init__(self, num_steps: int = 1, every_n_updates: int = 1, seed: int | None = None) -> None:
+        check_positive(num_steps=num_steps, every_n_updates=every_n_updates)
+        self.num_steps, self.every_n_updates, self.seed = num_steps, every_n_updates, seed
+        self.updates = 0  # training batches seen (checkpointed): an env step comes before every k-th
+        self.episodes = 0  # episodes started (checkpointed): the next reset's seed
+        self.env = self.policy = self.obs = None
+        self.episode_return, self.episode_length = 0.0, 0
+        self.returns: list[float] = []  # episodes finished in this iteration
+        self.seconds = 0.0
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "episodes": self.episodes}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.updates, self.episodes = int(state_dict["updates"]), int(state_dict["episodes"])
+
+    def env_steps_per_epoch(self, trainer: pl.Trainer) -> int:
+        """Real env steps one iteration collects: ``num_steps`` per ``every_n_updates`` of its updates."""
+        return math.ceil(trainer.num_training_batches / self.every_n_updates) * self.num_steps
+
+    def _seed(self, trainer: pl.Trainer) -> int:
+        return (resolve_seed(self.seed) + 3) * 1_000_003 + 7919 * trainer.global_rank
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        dm = _datamodule(trainer)
+        self.env = dm.make_env()
+        # a resumed run draws its actions from a stream of its own (seeded by the env steps so far): deterministic
+        self.policy = acting_policy(trainer, pl_module, 1, self._seed(trainer) + dm.buffer.total_added)
+        self._reset(trainer)
+
+    def _reset(self, trainer: pl.Trainer) -> None:
+        self.obs, _ = self.env.reset(seed=self._seed(trainer) + self.episodes)
+        self.episodes += 1
+        self.episode_return, self.episode_length = 0.0, 0
+        self.policy.reset(torch.tensor([0]))
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.returns, self.seconds = [], 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        due = self.updates % self.every_n_updates == 0
+        self.updates += 1
+        if not due:
+            return
+        start = time.perf_counter()
+        rows: dict[str, list] = {k: [] for k in ("obs", "act", "next_obs", "reward", "terminated")}
+        was_training = pl_module.training
+        pl_module.eval()
+        for _ in range(self.num_steps):
+            action = self.policy.act(torch.as_tensor(self.obs, dtype=torch.float32)[None], torch.tensor([0]))[0]
+            next_obs, reward, terminated, truncated, _ = self.env.step(action.numpy())
+            for name, value in zip(rows, (self.obs, action.numpy(), next_obs, float(reward), bool(terminated)),
+                                   strict=True):
+                rows[name].append(value)
+            self.episode_return += float(reward)
+            self.episode_length += 1
+            self.obs = next_obs
+            if terminated or truncated:
+                self.returns.append(self.episode_return)
+                self._reset(trainer)
+        pl_module.train(was_training)
+        batch_rows = {k: torch.as_tensor(np.asarray(v)) for k, v in rows.items()}
+        _datamodule(trainer).add(gather_rows(trainer, batch_rows))
+        self.seconds += time.perf_counter() - start
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = {"data/env_steps": float(_datamodule(trainer).buffer.total_added),
+                   "data/collect_seconds": self.seconds}
+        returns = gather_rows(trainer, {"r": torch.tensor(self.returns, dtype=torch.float32)})["r"]
+        if len(returns):
+            metrics["data/collect_return"] = float(returns.mean())
+        for name, value in metrics.items():
+            pl_module.log(name, value)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.env is not None:
+            self.env.close()
+
+
+def env_steps_per_iteration(trainer: pl.Trainer) -> int | None:
+    """Real env steps one iteration adds, from the run's collection callback (``None`` without one)."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, CollectInterleaved):
+            return callback.env_steps_per_epoch(trainer)
+        if isinstance(callback, CollectOnPolicy):
+            return callback.num_steps
+    return None

@@ -29,14 +29,17 @@ def _val_mask(capacity: int, val_fraction: float) -> Tensor:
 
 
 class EnsembleBatches(Dataset):
-    """``num_batches`` batches of shape (E, B, ...), each member's rows drawn independently with replacement.
+    """``num_batches`` batches of shape (E, B, ...), each member's rows drawn independently with replacement from the
+    buffer's training slots as they are when the batch is drawn (data added during an epoch, by interleaved
+    collection, is seen at once).
 
     Batch ``i`` comes from its own seeded stream, so an epoch's batches are the same however it is resumed.
     """
 
-    def __init__(self, data: dict[str, Tensor], num_batches: int, batch_size: int, ensemble_size: int,
-                 seed: int) -> None:
-        self.data, self.num_batches, self.batch_size = data, num_batches, batch_size
+    def __init__(self, buffer: ReplayBuffer, train_slots: Tensor, train_counts: Tensor, num_batches: int,
+                 batch_size: int, ensemble_size: int, seed: int) -> None:
+        self.buffer, self.train_slots, self.train_counts = buffer, train_slots, train_counts
+        self.num_batches, self.batch_size = num_batches, batch_size
         self.ensemble_size, self.seed = ensemble_size, seed
 
     def __len__(self) -> int:
@@ -44,8 +47,9 @@ class EnsembleBatches(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        idx = torch.randint(self.data["obs"].shape[0], (self.ensemble_size, self.batch_size), generator=gen)
-        return {k: v[idx] for k, v in self.data.items()}
+        n = int(self.train_counts[self.buffer.size - 1])  # training slots among the filled ones
+        idx = self.train_slots[torch.randint(n, (self.ensemble_size, self.batch_size), generator=gen)]
+        return {k: getattr(self.buffer, k)[idx] for k in FIELDS}
 
 
 class HeldOut(Dataset):
@@ -104,6 +108,8 @@ class ReplayDataModule(pl.LightningDataModule):
         self.val_fraction, self.seed = val_fraction, seed
         self.buffer = ReplayBuffer(capacity, self.obs_dim, self.act_dim)
         self._val_slots = _val_mask(capacity, val_fraction)
+        self._train_slots = (~self._val_slots).nonzero().squeeze(1)  # in slot order, as ``split`` lists them
+        self._train_counts = (~self._val_slots).cumsum(0)  # training slots among the first i + 1
 
     def make_env(self, **kwargs: Any) -> gym.Env:
         """A fresh environment instance (with the task's required ``make`` kwargs)."""
@@ -128,8 +134,7 @@ class ReplayDataModule(pl.LightningDataModule):
         return int(getattr(module, "ensemble_size", 1))
 
     def train_dataloader(self) -> DataLoader:
-        train, _ = self.split()
-        if train["obs"].shape[0] == 0:
+        if self.buffer.size == 0 or self._train_counts[self.buffer.size - 1] == 0:
             raise RuntimeError(
                 "the replay buffer is empty when training starts: add a data-collection callback "
                 "(e.g. mbrl_lightning.callbacks.CollectRandom) that fills it in on_fit_start"
@@ -138,8 +143,8 @@ class ReplayDataModule(pl.LightningDataModule):
         # Under DDP Lightning's DistributedSampler deals the batches out over the ranks: with world x steps
         # batches every rank still takes ``steps_per_epoch`` gradient steps, each on a different minibatch.
         world = self.trainer.world_size if self.trainer is not None else 1
-        ds = EnsembleBatches(train, self.steps_per_epoch * world, self.batch_size, self.ensemble_size,
-                             seed=resolve_seed(self.seed) * 100_003 + epoch)
+        ds = EnsembleBatches(self.buffer, self._train_slots, self._train_counts, self.steps_per_epoch * world,
+                             self.batch_size, self.ensemble_size, seed=resolve_seed(self.seed) * 100_003 + epoch)
         return DataLoader(ds, batch_size=None)
 
     def val_dataloader(self) -> DataLoader | list:

@@ -66,6 +66,12 @@ class DynamicsEnsemble(pl.LightningModule):
         check_positive(obs_dim=obs_dim, act_dim=act_dim, ensemble_size=ensemble_size, hidden_size=hidden_size)
         check_non_negative(num_layers=num_layers)
         self.save_hyperparameters()
+        # built inside another module's __init__ (MBPO's dynamics), save_hyperparameters also collects that module's
+        # arguments (SAC's hidden_size among them) and they win: set this model's own exactly
+        self.hparams.update({"obs_dim": obs_dim, "act_dim": act_dim, "ensemble_size": ensemble_size,
+                             "hidden_size": hidden_size, "num_layers": num_layers, "activation": activation,
+                             "lr": lr, "weight_decay": weight_decay, "loss": loss, "learn_reward": learn_reward,
+                             "learn_termination": learn_termination})
         self.obs_dim, self.act_dim, self.ensemble_size = obs_dim, act_dim, ensemble_size
         self.learn_reward, self.learn_termination = learn_reward is True, learn_termination is True
         # output columns: delta mean (obs_dim) | delta log-variance (obs_dim, nll) | reward (1) | termination logit (1)
