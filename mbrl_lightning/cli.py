@@ -57,4 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print("mbrl-lightning commands: fit | validate (LightningCLI, below), sweep, report, theory\n"
               "  python -m mbrl_lightning {sweep,report,theory} --help\n")
-    lightning_main(None if from_command_line else argv)
+    from mbrl_lightning.checkpoints import CheckpointError
+
+    try:
+        lightning_main(None if from_command_line else argv)
+    except CheckpointError as err:  # a broken --ckpt_path: its message says what to do, a traceback would hide it
+        sys.exit(f"error: {err}")

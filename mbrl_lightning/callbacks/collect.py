@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -10,8 +11,21 @@ import pytorch_lightning as pl
 import torch
 
 from mbrl_lightning.checks import check_positive
-from mbrl_lightning.data.collect import Policy, RandomPolicy, collect, resolve_seed
+from mbrl_lightning.data.collect import (
+    Policy,
+    RandomPolicy,
+    collect,
+    env_name,
+    is_finite,
+    nonfinite_error,
+    resolve_seed,
+)
 from mbrl_lightning.distributed import gather_rows, rank_share
+
+log = logging.getLogger(__name__)
+
+NONFINITE = "collect/nonfinite_steps"
+"""The scalar that counts a collection's steps with a NaN/inf observation or reward (skipped, not stored)."""
 
 
 def _datamodule(trainer: pl.Trainer):
@@ -34,6 +48,11 @@ def is_last_iteration(trainer: pl.Trainer) -> bool:
         return True
     min_epochs, min_steps = trainer.min_epochs or 0, trainer.min_steps or 0
     return trainer.should_stop and trainer.current_epoch + 1 >= min_epochs and trainer.global_step >= min_steps
+
+
+def total_over_ranks(trainer: pl.Trainer, count: int) -> float:
+    """``count`` summed over the DDP ranks (itself with one process); a collective: call it on every rank."""
+    return float(gather_rows(trainer, {"n": torch.tensor([float(count)])})["n"].sum())
 
 
 def log_scalars(trainer: pl.Trainer, metrics: dict[str, float], step: int | None = None) -> None:
@@ -75,7 +94,8 @@ class CollectRandom(pl.Callback):
             env.close()
         dm.add(gather_rows(trainer, result.transitions))
         metrics = {"data/env_steps": float(dm.buffer.total_added),
-                   "data/collect_seconds": time.perf_counter() - start}
+                   "data/collect_seconds": time.perf_counter() - start,
+                   NONFINITE: total_over_ranks(trainer, result.nonfinite_steps)}
         if result.returns:
             metrics["data/random_return"] = float(torch.tensor(result.returns).mean())
         log_scalars(trainer, metrics, step=0)
@@ -155,7 +175,8 @@ class CollectOnPolicy(pl.Callback):
         for env in envs:
             env.close()
         dm.add(gather_rows(trainer, result.transitions))
-        metrics = {"data/env_steps": float(dm.buffer.total_added), "data/collect_seconds": time.perf_counter() - start}
+        metrics = {"data/env_steps": float(dm.buffer.total_added), "data/collect_seconds": time.perf_counter() - start,
+                   NONFINITE: total_over_ranks(trainer, result.nonfinite_steps)}
         returns = gather_rows(trainer, {"r": torch.tensor(result.returns, dtype=torch.float32)})["r"]
         if len(returns):
             metrics["data/collect_return"] = float(returns.mean())
@@ -174,6 +195,10 @@ class CollectInterleaved(pl.Callback):
     (Lightning fetches each batch one update ahead: a batch can miss the newest one or two env steps).
     Under DDP every rank steps its own env (own seed) and all ranks store every rank's steps.
 
+    A step whose observation or reward is NaN or inf is not stored and ends its episode (as ``collect`` does;
+    counted in ``collect/nonfinite_steps`` each iteration); an iteration whose env steps were all non-finite stops
+    the run with ``NonFiniteEnvError`` naming the env.
+
     Args:
         num_steps: real env steps each time (MBPO: 1).
         every_n_updates: optimizer updates between env steps (MBPO on Hopper: 20; plain SAC: 1).
@@ -189,6 +214,8 @@ class CollectInterleaved(pl.Callback):
         self.episode_return, self.episode_length = 0.0, 0
         self.returns: list[float] = []  # episodes finished in this iteration
         self.seconds = 0.0
+        self.nonfinite = 0  # steps (and resets) with a NaN/inf observation or reward since the last iteration's end
+        self.stored = 0  # finite steps stored since the last iteration's end
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "episodes": self.episodes}
@@ -211,10 +238,15 @@ class CollectInterleaved(pl.Callback):
         self._reset(trainer)
 
     def _reset(self, trainer: pl.Trainer) -> None:
+        """Begin the next episode; a non-finite first observation counts as a non-finite step and leaves ``obs``
+        ``None``, so that the next due step tries the episode after it."""
         self.obs, _ = self.env.reset(seed=self._seed(trainer) + self.episodes)
         self.episodes += 1
         self.episode_return, self.episode_length = 0.0, 0
         self.policy.reset(torch.tensor([0]))
+        if not is_finite(self.obs):
+            self.obs = None
+            self.nonfinite += 1
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.returns, self.seconds = [], 0.0
@@ -229,8 +261,17 @@ class CollectInterleaved(pl.Callback):
         was_training = pl_module.training
         pl_module.eval()
         for _ in range(self.num_steps):
+            if self.obs is None:  # the last reset gave a non-finite observation: this step is another reset
+                self._reset(trainer)
+                continue
             action = self.policy.act(torch.as_tensor(self.obs, dtype=torch.float32)[None], torch.tensor([0]))[0]
             next_obs, reward, terminated, truncated, _ = self.env.step(action.numpy())
+            if not is_finite(next_obs, reward):  # not stored; the episode ends here, as a truncation
+                self.nonfinite += 1
+                if self.episode_length > 0:
+                    self.returns.append(self.episode_return)
+                self._reset(trainer)
+                continue
             for name, value in zip(rows, (self.obs, action.numpy(), next_obs, float(reward), bool(terminated)),
                                    strict=True):
                 rows[name].append(value)
@@ -241,13 +282,31 @@ class CollectInterleaved(pl.Callback):
                 self.returns.append(self.episode_return)
                 self._reset(trainer)
         pl_module.train(was_training)
-        batch_rows = {k: torch.as_tensor(np.asarray(v)) for k, v in rows.items()}
-        _datamodule(trainer).add(gather_rows(trainer, batch_rows))
+        dm = _datamodule(trainer)
+        self.stored += len(rows["obs"])
+        batch_rows = {k: torch.as_tensor(np.asarray(v)) for k, v in rows.items()} if rows["obs"] else self._no_rows(dm)
+        gathered = gather_rows(trainer, batch_rows)
+        if len(gathered["obs"]):
+            dm.add(gathered)
         self.seconds += time.perf_counter() - start
 
+    def _no_rows(self, dm) -> dict[str, torch.Tensor]:
+        """Zero transitions, shaped and typed as this env's steps are (so DDP ranks can gather them)."""
+        obs = torch.as_tensor(np.zeros((0, dm.obs_dim), dtype=self.env.observation_space.dtype))
+        return {"obs": obs, "act": torch.zeros(0, dm.act_dim), "next_obs": obs.clone(),
+                "reward": torch.zeros(0, dtype=torch.float64), "terminated": torch.zeros(0, dtype=torch.bool)}
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        nonfinite, stored = total_over_ranks(trainer, self.nonfinite), total_over_ranks(trainer, self.stored)
+        self.nonfinite = self.stored = 0
+        what = f"iteration {trainer.current_epoch + 1}'s interleaved collection"
+        if nonfinite and not stored:
+            raise nonfinite_error(self.env, int(nonfinite), what)
+        if nonfinite and trainer.is_global_zero:
+            log.warning("%s: %d of the %d steps of %s returned a NaN or inf observation or reward: each ended its "
+                        "episode and was not stored", env_name(self.env), nonfinite, nonfinite + stored, what)
         metrics = {"data/env_steps": float(_datamodule(trainer).buffer.total_added),
-                   "data/collect_seconds": self.seconds}
+                   "data/collect_seconds": self.seconds, NONFINITE: nonfinite}
         returns = gather_rows(trainer, {"r": torch.tensor(self.returns, dtype=torch.float32)})["r"]
         if len(returns):
             metrics["data/collect_return"] = float(returns.mean())

@@ -9,9 +9,9 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mbrl_lightning.callbacks.collect import _datamodule, acting_policy, is_last_iteration
+from mbrl_lightning.callbacks.collect import _datamodule, acting_policy, is_last_iteration, total_over_ranks
 from mbrl_lightning.checks import check_positive
-from mbrl_lightning.data.collect import Rollouts, collect, resolve_seed
+from mbrl_lightning.data.collect import NonFiniteEnvError, Rollouts, collect, resolve_seed
 from mbrl_lightning.distributed import gather_rows, rank_share
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,8 @@ class Evaluate(pl.Callback):
     iterations (and runs with other ``seed_everything``) are compared on equal terms; under DDP the episodes
     are split over the ranks. ``video=True`` saves the first episode as a GIF in the log folder and a strip of
     its frames to TensorBoard (skipped with a warning if the env cannot render; about 0.3 s a frame on a CPU).
+    ``eval/nonfinite_steps`` counts steps whose observation or reward was NaN or inf: each ended its episode there
+    (which counts with the return of its finite steps).
 
     Args:
         num_episodes: whole evaluation episodes per evaluation.
@@ -54,6 +56,7 @@ class Evaluate(pl.Callback):
         stats = {"return": torch.tensor(result.returns if result else [], dtype=torch.float32),
                  "length": torch.tensor(result.lengths if result else [], dtype=torch.float32)}
         stats = gather_rows(trainer, stats)
+        nonfinite = total_over_ranks(trainer, result.nonfinite_steps if result else 0)
         returns = stats["return"]
         pl_module.log_dict({
             "eval/return": returns.mean(), "eval/return_std": returns.std(unbiased=False),
@@ -61,6 +64,7 @@ class Evaluate(pl.Callback):
             "eval/ep_len": stats["length"].mean(),
             "eval/env_steps": float(dm.buffer.total_added),
             "eval/iteration": float(iteration),
+            "eval/nonfinite_steps": nonfinite,
             **({"eval/plan_seconds_per_action": self.plan_seconds_per_action}
                if self.plan_seconds_per_action is not None else {}),
         })
@@ -82,7 +86,7 @@ class Evaluate(pl.Callback):
             result = collect(envs, policy, num_episodes=episodes, seed=seed, desc=desc,
                              progress=trainer.is_global_zero, record_first=record)
         except Exception as err:  # rendering unavailable: evaluate without video
-            if not record:
+            if not record or isinstance(err, NonFiniteEnvError):
                 raise
             log.warning("video disabled: rendering failed (%s); set MUJOCO_GL=egl for MuJoCo envs", err)
             envs[0] = dm.make_env()
