@@ -2,6 +2,7 @@
 
 import shutil
 import sys
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -329,3 +330,121 @@ def test_fit_start_is_logged_before_the_initial_data(logged):
     start = acc.Scalars("time/fit_start")[0]
     first_data = acc.Scalars("data/env_steps")[0]
     assert start.step == 0 and start.wall_time <= first_data.wall_time
+
+
+def test_event_reader_matches_tensorboard_and_skips_a_record_cut_short(tmp_path):
+    """The report's own one-pass reader gives EventAccumulator's scalars (later file wins at a repeated step); a
+    record cut short at the end of a file (a run killed while writing) is left out."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from mbrl_lightning.report.runs import read_events
+
+    run = tmp_path / "run" / "version_0"
+    for suffix, values in ((".a", {0: 1.0, 1: 2.0, 2: 3.0}), (".b", {2: 30.0, 3: 40.0})):
+        writer = SummaryWriter(str(run), filename_suffix=suffix)
+        for step, value in values.items():
+            writer.add_scalar("eval/return", value, step)
+            writer.add_scalar("train/loss", value / 10, step)
+        writer.close()
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    scalars, wall, start = read_events(run)
+    assert set(scalars) == set(acc.Tags()["scalars"]) == {"eval/return", "train/loss"}
+    np.testing.assert_array_equal(scalars["eval/return"][0], [0, 1, 2, 3])
+    np.testing.assert_allclose(scalars["eval/return"][1], [1.0, 2.0, 30.0, 40.0])
+    assert wall >= 0 and start is not None
+    last = sorted(run.glob("events.out.tfevents.*"))[-1]
+    with open(last, "ab") as f:
+        f.write(b"\x40\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00partial")
+    again, _, _ = read_events(run)
+    np.testing.assert_allclose(again["eval/return"][1], scalars["eval/return"][1])
+
+
+def test_a_renamed_run_is_not_merged_with_a_later_run_in_its_old_folder(tmp_path):
+    """A run folder renamed after its resumptions still names its old folder in ``ckpt_path``; a newer run that
+    now logs in that folder started later, so it is not the source of the renamed run's resumption."""
+    from mbrl_lightning.report.runs import Run, merge_resumptions
+
+    def run(name, version, start, ckpt=None):
+        return Run(tmp_path / name / f"version_{version}", name, version, {"seed_everything": 0, "ckpt_path": ckpt},
+                   start_time=start)
+
+    renamed = run("mbpo_hopper_block", 0, 100.0, "results/mbpo_hopper/version_0/checkpoints/last.ckpt")
+    newer = run("mbpo_hopper", 0, 500.0)
+    runs, merged = merge_resumptions([renamed, newer])
+    assert merged == [] and len(runs) == 2
+    first, resumed = run("obstacles", 0, 100.0), run("obstacles", 1, 200.0, "runs/obstacles/version_0/last.ckpt")
+    runs, merged = merge_resumptions([first, resumed])
+    assert len(runs) == 1 and runs[0].merged_versions == [0, 1] and runs[0].start_time == 100.0
+
+
+def test_tables_hold_what_the_runs_logged(logged):
+    """The per-iteration table is the figure's series; the results table compares the final return with the
+    brief's band."""
+    from mbrl_lightning.report import build_tables
+    from mbrl_lightning.report.tables import Band, fmt
+
+    logs, captured = logged
+    tables = {t.key: t for t in build_tables(build_report(load_runs(logs)))}
+    problem3 = tables["problem3"]
+    assert problem3.header == ["iteration", "halfcheetah_multi_iter"]
+    returns = captured["halfcheetah_multi_iter"]["returns"]
+    assert [row[1].split(" ± ")[0] for row in problem3.rows] == [fmt(r) for r in returns]
+    (row,) = [r for r in tables["results"].rows if r[1] == "`halfcheetah_multi_iter`"]
+    assert row[2] == "around 250-350" and row[3].startswith(fmt(returns[-1]))
+    assert row[4] == Band("", 250, 350).verdict(returns[-1])
+    assert row[5] == "[Problem 3]({fig}problem3_multi_iter.png)"
+    assert "problem3_multi_iter.png" in tables["problem3"].markdown("docs/report/")
+    assert (Band("", -70, None).verdict(-40), Band("", 250, 350).verdict(400), Band("", 800).verdict(584)) == (
+        "inside", "above", "below")
+
+
+def test_gap_table_sets_published_means_and_reference_points_beside_ours():
+    """At the gap steps: ours (with our share of the published mean of the same method), the published means
+    (SAC with its seeds' min-max) and the side-by-side reference measurements, where their steps match."""
+    from mbrl_lightning.report.figures import FigureSpec, Panel, ReportData, Series
+    from mbrl_lightning.report.published import published_for, references_for
+    from mbrl_lightning.report.tables import gap_tables
+
+    ours = Series("SAC [sac_hopper (2 seeds)]", np.array([30000.0, 40000.0]), np.array([300.0, 310.0]),
+                  np.array([290.0, 300.0]), np.array([310.0, 320.0]), ["sac_hopper/version_0", "sac_hopper/version_1"],
+                  spread="min-max over 2 seeds")
+    spec = FigureSpec("task_Hopper_v5", "Hopper", "", [Panel("Hopper-v5", "env steps", "eval return", [ours])],
+                      "Standard tasks")
+    (table,) = gap_tables(ReportData([spec], [], [], []))
+    assert table.key == "gap-hopper"
+    sac = next(c for c in published_for("Hopper-v5") if c.method == "SAC")
+    refs = references_for("Hopper-v5")
+    assert table.header[1] == ours.label and table.header[-len(refs):] == [r.label for r in refs]
+    row = next(r for r in table.rows if r[0] == "30k")
+    assert row[1] == f"300 (290 to 310); {100 * 300 / sac.at(30000.0):.0f} %"
+    assert row[-len(refs):] == ["304", "254", "339"]  # SB3 seed 0, seed 1, 1000 steps then 1000 updates
+    row = next(r for r in table.rows if r[0] == "100k")
+    assert row[1] == "" and row[-len(refs):] == ["", "342", ""]
+    assert "Stable-Baselines3 2.9 SAC" in table.note and "Kubo et al. 2025" in table.note
+
+
+def test_generated_blocks_are_rewritten_for_their_logdir_only(logged, tmp_path, monkeypatch, capsys):
+    """``report LOGDIR`` rewrites the blocks that name LOGDIR (relative to the current folder), leaves the others,
+    and refuses a block naming a table the runs do not give."""
+    from mbrl_lightning.report import StaleBlockError
+
+    logs, _ = logged
+    monkeypatch.chdir(logs.parent)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    page = docs / "page.md"
+    page.write_text("# Page\n\n<!-- generated:problem3 logdir=runs -->\nold\n<!-- /generated -->\n\ntext\n\n"
+                    "<!-- generated:problem3 logdir=elsewhere -->\nkept\n<!-- /generated -->\n")
+    make_report(Path("runs"), tmp_path / "out", verbose=False, docs=[docs])
+    text = page.read_text()
+    assert "old" not in text and "| iteration | halfcheetah_multi_iter |" in text and "kept" in text
+    assert "(../out/problem3_multi_iter.png)" in text  # figure links relative to the page
+    before = text
+    make_report(Path("runs"), tmp_path / "out", verbose=False, docs=[docs])
+    assert page.read_text() == before  # unchanged logs, unchanged page
+    page.write_text(before + "\n<!-- generated:no_such_table logdir=runs -->\n<!-- /generated -->\n")
+    with pytest.raises(StaleBlockError, match="no_such_table"):
+        make_report(Path("runs"), tmp_path / "out", verbose=False, docs=[docs])
+    assert main(["runs", "--out", str(tmp_path / "out"), "--docs", str(docs)]) == 1
+    assert "no_such_table" in capsys.readouterr().err

@@ -1,8 +1,9 @@
 """``python -m mbrl_lightning report <logdir> [--out DIR]``: every figure of the brief from finished runs.
 
 Runs are folders holding TensorBoard event files (``<save_dir>/<name>/version_N``); scalars are read with
-TensorBoard's ``EventAccumulator``, experiments are told apart by logger name and ``config.yaml``. The figures'
-data come from :func:`build_report`, so tests can check what is drawn against what was logged.
+the report's own one-pass event-file reader, experiments are told apart by logger name and ``config.yaml``. The
+figures' data come from :func:`build_report` and the tables' from :func:`build_tables`, so tests can check what is
+drawn and quoted against what was logged; generated blocks in Markdown pages are rewritten by ``update_blocks``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import sys
 from pathlib import Path
 
 from mbrl_lightning.report.figures import FigureSpec, Panel, ReportData, Series, aggregate, build_report
-from mbrl_lightning.report.render import draw, final_row, write_markdown
+from mbrl_lightning.report.render import draw, final_row, render_markdown, write_markdown
 from mbrl_lightning.report.runs import Run, find_run_dirs, group_seeds, load_run, load_runs, read_scalars
+from mbrl_lightning.report.tables import Table, build_tables, update_blocks
 
 NO_RUNS_EXIT = 2
 
@@ -22,9 +24,16 @@ class NoRunsError(RuntimeError):
     """The log folder holds no TensorBoard event files."""
 
 
-def make_report(logdir: Path, out: Path | None = None, verbose: bool = True) -> tuple[ReportData, Path]:
+class StaleBlockError(RuntimeError):
+    """A Markdown page embeds a generated table that the runs no longer give."""
+
+
+def make_report(logdir: Path, out: Path | None = None, verbose: bool = True, docs: list[Path] | None = None,
+                ) -> tuple[ReportData, Path]:
     """Load the runs under ``logdir``, draw every figure into ``out`` (default ``<logdir>/report``), write
-    ``report.md``; returns the report data and the Markdown path. Raises ``NoRunsError`` without runs."""
+    ``report.md`` with the tables, and rewrite the generated blocks that name ``logdir`` in the Markdown pages under
+    ``docs``; returns the report data and the Markdown path. Raises ``NoRunsError`` without runs and
+    ``StaleBlockError`` when a page's block names a table that the runs do not give."""
     logdir = Path(logdir)
     runs = load_runs(logdir)
     if not runs:
@@ -34,7 +43,9 @@ def make_report(logdir: Path, out: Path | None = None, verbose: bool = True) -> 
     data = build_report(runs)
     out.mkdir(parents=True, exist_ok=True)
     files = {spec.key: draw(spec, out) for spec in data.figures}
-    md = write_markdown(data, files, out, logdir)
+    tables = build_tables(data)
+    md = write_markdown(data, out, logdir, tables)
+    changed, problems = update_blocks(list(docs or []), tables, logdir, out)
     if verbose:
         print(f"{len(runs)} runs under {logdir}")
         for spec in data.figures:
@@ -46,6 +57,10 @@ def make_report(logdir: Path, out: Path | None = None, verbose: bool = True) -> 
         for line in data.notes:
             print(f"  note: {line}")
         print(f"report: {md}")
+        for page in changed:
+            print(f"tables rewritten in {page}")
+    if problems:
+        raise StaleBlockError("; ".join(problems))
     return data, md
 
 
@@ -53,9 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     """Arguments of the ``report`` command."""
     p = argparse.ArgumentParser(prog="python -m mbrl_lightning report",
                                 description="Plot the brief's figures from the TensorBoard event files of finished "
-                                            "runs, and write report.md with captions and a table of final returns.")
+                                            "runs, write report.md with captions and tables, and rewrite the "
+                                            "generated tables in README.md and docs/ that name this logdir.")
     p.add_argument("logdir", type=Path, help="folder holding the runs (searched recursively), e.g. runs/")
     p.add_argument("--out", type=Path, default=None, help="output folder (default <logdir>/report)")
+    p.add_argument("--docs", type=Path, nargs="*", default=[Path("README.md"), Path("docs")],
+                   help="Markdown pages (or folders of them) whose blocks between '<!-- generated:KEY logdir=LOGDIR "
+                        "-->' and '<!-- /generated -->' are rewritten with table KEY, where LOGDIR is this logdir "
+                        "(relative to the current folder); default: README.md and docs/ (only blocks that name this "
+                        "logdir change)")
     return p
 
 
@@ -66,13 +87,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.logdir} is not a folder", file=sys.stderr)
         return NO_RUNS_EXIT
     try:
-        make_report(args.logdir, args.out)
+        make_report(args.logdir, args.out, docs=args.docs)
     except NoRunsError as err:
         print(f"error: {err}", file=sys.stderr)
         return NO_RUNS_EXIT
+    except StaleBlockError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
-__all__ = ["NoRunsError", "FigureSpec", "Panel", "ReportData", "Run", "Series", "aggregate", "build_report", "draw",
-           "final_row", "find_run_dirs", "group_seeds", "load_run", "load_runs", "main", "make_report",
-           "read_scalars", "write_markdown"]
+__all__ = ["NoRunsError", "FigureSpec", "Panel", "ReportData", "Run", "Series", "StaleBlockError", "Table",
+           "aggregate", "build_report", "build_tables", "draw", "final_row", "find_run_dirs", "group_seeds", "load_run",
+           "load_runs", "main", "make_report", "read_scalars", "render_markdown", "update_blocks", "write_markdown"]

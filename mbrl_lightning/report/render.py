@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import textwrap
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from mbrl_lightning.report.figures import FigureSpec, ReportData
 from mbrl_lightning.report.runs import Run
+from mbrl_lightning.report.tables import Table, duration
 
 MARKER_MAX_POINTS = 40  # short curves (returns per iteration) get markers; long ones (losses) do not
 
@@ -49,7 +49,7 @@ def draw(spec: FigureSpec, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{spec.key}.png", out / f"{spec.key}.pdf"]
     fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1])
+    fig.savefig(paths[1], metadata={"CreationDate": None})  # no date: an unchanged figure gives the same file
     plt.close(fig)
     return paths
 
@@ -58,27 +58,25 @@ def _fmt(value: float | None, spec: str = ".4g") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def _minutes(seconds: float) -> str:
-    return "—" if seconds <= 0 else (f"{seconds / 60:.1f} min" if seconds < 6000 else f"{seconds / 3600:.2f} h")
-
-
 def final_row(run: Run) -> tuple[str, str, str, str, str]:
     """(run, iterations, final return ± std, env steps, logged wall time) for the table."""
     x, y, std = run.eval_curve()
     if not len(y):
         env = run.last("data/env_steps")
-        return run.label, "—", "—", _fmt(env, ".0f"), _minutes(run.wall_seconds)
+        return run.label, "—", "—", _fmt(env, ".0f"), duration(run.wall_seconds)
     ret = f"{y[-1]:.4g}" + (f" ± {std[-1]:.3g}" if std is not None else "")
     env = run.last("eval/env_steps")
     env = run.last("data/env_steps") if env is None else env
-    return run.label, f"{x[-1]:g}", ret, _fmt(env, ".0f"), _minutes(run.wall_seconds)
+    return run.label, f"{x[-1]:g}", ret, _fmt(env, ".0f"), duration(run.wall_seconds)
 
 
-def write_markdown(data: ReportData, figure_files: dict[str, list[Path]], out: Path, logdir: Path) -> Path:
-    """``report.md``: each figure with its caption, skipped problems, notes, the table of final returns."""
+def render_markdown(data: ReportData, logdir: Path, tables: list[Table] | None = None) -> str:
+    """``report.md``'s text: each figure with its caption, Problem 2's number, notes, skipped problems, the
+    generated tables and the table of final returns. Nothing in it depends on when it was written, so a committed
+    report.md can be compared with a fresh one."""
     lines = ["# Model-based RL report", "",
              f"Runs under `{logdir}` ({len(data.runs)} run{'s' if len(data.runs) != 1 else ''}), "
-             f"generated {_dt.datetime.now().isoformat(timespec='seconds')} by `python -m mbrl_lightning report`.", ""]
+             f"written by `python -m mbrl_lightning report {logdir}` from their TensorBoard event files.", ""]
     problem2 = ["## Problem 2", "", "MPC after one iteration on the obstacles environment:", ""]
     problem2 += [f"- {r}" for r in data.results] + [""]
     section, placed = None, not data.results
@@ -89,19 +87,29 @@ def write_markdown(data: ReportData, figure_files: dict[str, list[Path]], out: P
                 placed = True
             section = spec.problem
             lines += [f"## {section}", ""]
-        png, pdf = figure_files[spec.key]
-        lines += [f"![{spec.title}]({png.name})", "",
-                  f"*Figure {number}. {spec.caption}* ([PDF]({pdf.name}))", ""]
+        lines += [f"![{spec.title}]({spec.key}.png)", "",
+                  f"*Figure {number}. {spec.caption}* ([PDF]({spec.key}.pdf))", ""]
     if not placed:
         lines += problem2
     if data.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in data.notes] + [""]
     if data.skipped:
         lines += ["## Skipped", ""] + [f"- {s}" for s in data.skipped] + [""]
+    if tables:
+        lines += ["## Tables", "",
+                  "The tables that README.md and docs/ embed between `<!-- generated:KEY logdir=LOGDIR -->` markers "
+                  "(the key after each heading).", ""]
+        for table in tables:
+            lines += [f"### {table.title} (`{table.key}`)", "", table.markdown(""), ""]
     lines += ["## Final evaluation returns", "",
               "| run | iterations | final return ± std (episodes) | env steps | logged wall time |",
               "| --- | ---: | ---: | ---: | ---: |"]
     lines += ["| " + " | ".join(final_row(run)) + " |" for run in data.runs]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(data: ReportData, out: Path, logdir: Path, tables: list[Table] | None = None) -> Path:
+    """Write ``report.md`` into ``out``; returns its path."""
+    path = Path(out) / "report.md"
+    path.write_text(render_markdown(data, logdir, tables))
     return path

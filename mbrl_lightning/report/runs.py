@@ -7,6 +7,8 @@ import importlib
 import inspect
 import json
 import re
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ class Run:
     merged_versions: list[int | None] | None = None  # set when a resumed run was merged into this one
     merged_paths: list[Path] | None = None
     wall_seconds: float = 0.0  # summed over the run's event files (each a segment: the first run, resumptions)
+    start_time: float | None = None  # wall time of the run's first event (Unix seconds)
 
     @property
     def label(self) -> str:
@@ -131,32 +134,73 @@ def _run_identity(path: Path) -> tuple[str, int | None]:
     return path.name, None
 
 
-def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """All scalars of the event files in ``run_dir`` (no subsampling), sorted by step, one value per step."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def _records(path: Path) -> Iterator[bytes]:
+    """The records of a TFRecord file (TensorBoard's event file): each an 8-byte little-endian length, its 4-byte
+    CRC, the data and its 4-byte CRC. Read in one pass without checking the CRCs; a record cut short at the end (a
+    run killed while writing) is left out."""
+    data = Path(path).read_bytes()
+    pos, end = 0, len(data)
+    while pos + 12 <= end:
+        (length,) = struct.unpack_from("<Q", data, pos)
+        start = pos + 12
+        if start + length + 4 > end:
+            return
+        yield data[start:start + length]
+        pos = start + length + 4
 
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
+
+def _scalar_value(value: Any) -> float | None:
+    if value.HasField("simple_value"):
+        return float(value.simple_value)
+    if value.HasField("tensor") and value.metadata.plugin_data.plugin_name == "scalars":
+        tensor = value.tensor
+        for field_name in ("float_val", "double_val"):
+            vals = getattr(tensor, field_name)
+            if len(vals) == 1:
+                return float(vals[0])
+        if tensor.tensor_content:
+            dtype = {1: "<f4", 2: "<f8"}.get(tensor.dtype)
+            if dtype is not None:
+                return float(np.frombuffer(tensor.tensor_content, dtype=dtype)[0])
+    return None
+
+
+def read_events(run_dir: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float, float | None]:
+    """All scalars of the event files in ``run_dir`` (no subsampling), sorted by step, one value per step (files in
+    name order, so a resumed run's later value wins); the logged wall time: for each event file (one per start
+    or resumption), last minus first event time, summed; and the time of the first event (None without events)."""
+    from tensorboard.compat.proto import event_pb2
+
+    by_tag: dict[str, dict[int, float]] = {}
+    total, start = 0.0, None
+    for path in sorted(Path(run_dir).glob(EVENT_GLOB)):
+        first = last = None
+        for record in _records(path):
+            event = event_pb2.Event.FromString(record)
+            first = event.wall_time if first is None else min(first, event.wall_time)
+            last = event.wall_time if last is None else max(last, event.wall_time)
+            for value in event.summary.value:
+                scalar = _scalar_value(value)
+                if scalar is not None:
+                    by_tag.setdefault(value.tag, {})[int(event.step)] = scalar
+        if first is not None:
+            total += last - first
+            start = first if start is None else min(start, first)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for tag in acc.Tags().get("scalars", []):
-        by_step: dict[int, float] = {}
-        for event in acc.Scalars(tag):  # in file order: a resumed run's later value wins
-            by_step[int(event.step)] = float(event.value)
+    for tag, by_step in by_tag.items():
         steps = np.array(sorted(by_step), dtype=np.int64)
         out[tag] = (steps, np.array([by_step[s] for s in steps.tolist()], dtype=float))
-    return out
+    return out, total, start
+
+
+def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """All scalars of the event files in ``run_dir`` (no subsampling), sorted by step, one value per step."""
+    return read_events(run_dir)[0]
 
 
 def read_wall_seconds(run_dir: Path) -> float:
     """Logged wall time: for each event file (one per start or resumption), last minus first event time."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
-    total = 0.0
-    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
-        times = [event.wall_time for event in EventFileLoader(str(path)).Load()]
-        if times:
-            total += max(times) - min(times)
-    return total
+    return read_events(run_dir)[1]
 
 
 def load_run(run_dir: Path) -> Run:
@@ -169,8 +213,9 @@ def load_run(run_dir: Path) -> Run:
         with open(cfg_path) as f:
             loaded = yaml.safe_load(f)
         config = loaded if isinstance(loaded, dict) else None
-    return Run(path=run_dir, name=name, version=version, config=config, scalars=read_scalars(run_dir),
-               wall_seconds=read_wall_seconds(run_dir))
+    scalars, wall_seconds, start_time = read_events(run_dir)
+    return Run(path=run_dir, name=name, version=version, config=config, scalars=scalars, wall_seconds=wall_seconds,
+               start_time=start_time)
 
 
 def load_runs(logdir: Path) -> list[Run]:
@@ -262,17 +307,22 @@ def merge_resumed(first: Run, resumed: Run) -> Run:
     versions = [*(first.merged_versions or [first.version]), resumed.version]
     return Run(resumed.path, resumed.name, resumed.version, resumed.config, scalars,
                merged_versions=versions, merged_paths=[*(first.merged_paths or [first.path]), resumed.path],
-               wall_seconds=first.wall_seconds + resumed.wall_seconds)
+               wall_seconds=first.wall_seconds + resumed.wall_seconds, start_time=first.start_time)
 
 
 def _resumed_from(run: Run, runs: list[Run]) -> Run | None:
-    """The run whose checkpoint ``run`` was resumed from (``ckpt_path`` inside ``<name>/version_N/``), if loaded."""
+    """The run whose checkpoint ``run`` was resumed from (``ckpt_path`` inside ``<name>/version_N/``), if loaded.
+
+    The source must have started before ``run``: a run folder renamed after its resumptions (its ``ckpt_path``
+    names its old folder) must not take a later run that now logs in that folder as its source."""
     ckpt = run.get("ckpt_path")
     if not ckpt:
         return None
     parts = Path(str(ckpt)).parts
     for other in runs:
         if other is run or other.version is None:
+            continue
+        if other.start_time is not None and run.start_time is not None and other.start_time >= run.start_time:
             continue
         tail = (other.name, f"version_{other.version}")
         if any(parts[i:i + 2] == tail for i in range(len(parts) - 1)):
