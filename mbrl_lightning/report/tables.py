@@ -280,10 +280,16 @@ def standard_tasks_table(data: ReportData) -> Table | None:
     for env_id, spec, series in _task_series(data):
         for s in series:
             runs = [by_label[label] for label in s.runs if label in by_label]
-            best = int(np.argmax(s.y)) if len(s.y) else None
             walls = ", ".join(duration(r.wall_seconds) for r in runs)
-            rows.append([f"[{env_id}]({FIG}{spec.key}.png)", s.label, str(len(runs)), fmt(float(s.x[-1]), ".0f"),
-                         _pm(s, -1), "—" if best is None else f"{fmt(float(s.y[best]))} at {s.x[best]:.0f}",
+            # seeds still running end at different env steps: the final row is the last one every seed reached
+            ends = [float(r.series("eval/env_steps")[1][-1]) for r in runs if r.has("eval/env_steps")]
+            last = len(s.x) - 1 if len(ends) < 2 else int(np.searchsorted(s.x, min(ends), side="right")) - 1
+            steps = fmt(float(s.x[last]), ".0f")
+            if len(ends) > 1 and max(ends) > min(ends):
+                steps += " (seeds at " + ", ".join(fmt(e, ".0f") for e in ends) + ")"
+            best = int(np.argmax(s.y[: last + 1])) if len(s.y) else None
+            rows.append([f"[{env_id}]({FIG}{spec.key}.png)", s.label, str(len(runs)), steps,
+                         _pm(s, last), "—" if best is None else f"{fmt(float(s.y[best]))} at {s.x[best]:.0f}",
                          walls])
     if not rows:
         return None
@@ -291,8 +297,9 @@ def standard_tasks_table(data: ReportData) -> Table | None:
                                                                   "final return", "best return (at env steps)",
                                                                   "logged wall time"], rows,
                  "Returns of the deterministic policy (SAC, MBPO) or the planner (PETS) against the real env steps "
-                 "collected so far; several seeds: mean (min to max), one: ± std over the evaluation episodes; "
-                 "wall time per seed.", ["---", "---", "---:", "---:", "---:", "---:", "---:"])
+                 "collected so far; several seeds: mean (min to max) at the last env steps every seed reached, one: "
+                 "± std over the evaluation episodes; wall time per seed.",
+                 ["---", "---", "---:", "---:", "---:", "---:", "---:"])
 
 
 def gap_tables(data: ReportData) -> list[Table]:
