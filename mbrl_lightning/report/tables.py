@@ -377,9 +377,13 @@ def wall_time_table(data: ReportData) -> Table | None:
                  ["---", "---:", "---:"])
 
 
-def _per_1000(run: Run, tag: str, env_steps: float) -> str:
+def _per_1000(run: Run, tag: str, env_steps: float, less: tuple[str, ...] = ()) -> str:
+    """``tag``'s logged seconds, summed, per 1000 env steps; minus the timers in ``less`` that ran inside it."""
     _, values = run.series(tag)
-    return fmt(1000 * float(values.sum()) / env_steps, ".1f") if len(values) and env_steps > 0 else "—"
+    if not len(values) or env_steps <= 0:
+        return "—"
+    inside = sum(float(run.series(t)[1].sum()) for t in less)
+    return fmt(1000 * (float(values.sum()) - inside) / env_steps, ".1f")
 
 
 def speed_table(data: ReportData) -> Table | None:
@@ -396,7 +400,10 @@ def speed_table(data: ReportData) -> Table | None:
         policy_steps = steps - random_steps
         rows.append([f"`{run.label}`", fmt(steps, ".0f"), duration(run.wall_seconds),
                      fmt(1000 * run.wall_seconds / policy_steps, ".1f") if policy_steps > 0 else "—",
-                     _per_1000(run, "sac/seconds", policy_steps), _per_1000(run, "model/train_seconds", policy_steps),
+                     # rollouts (and, with model_train_freq, the model trainings: model/seconds) run inside the
+                     # updates' timer
+                     _per_1000(run, "sac/seconds", policy_steps, ("mbpo/rollout_seconds", "model/seconds")),
+                     _per_1000(run, "model/train_seconds", policy_steps),
                      _per_1000(run, "mbpo/rollout_seconds", policy_steps)])
     if not rows:
         return None
@@ -404,8 +411,9 @@ def speed_table(data: ReportData) -> Table | None:
                  ["run", "env steps", "logged wall time", "wall s / 1000 policy steps", "SAC updates",
                   "model training", "model rollouts"], rows,
                  "Seconds per 1000 env steps of the policy (random warm-up steps left out): the logged wall time, "
-                 "and the sums of the run's own timers (`sac/seconds`, `model/train_seconds`, "
-                 "`mbpo/rollout_seconds`); evaluation and collection make up the rest.",
+                 "and the sums of the run's own timers (`sac/seconds` less the rollouts and model trainings that run "
+                 "inside it, `model/train_seconds`, `mbpo/rollout_seconds`); evaluation and collection make up the "
+                 "rest.",
                  ["---", "---:", "---:", "---:", "---:", "---:", "---:"])
 
 
