@@ -422,7 +422,9 @@ def _method_label(run: Run) -> str:
         if run.get(f"{init}.rollout_length") == 0 and run.get(f"{init}.rollout_schedule") is None:
             return "SAC"
         schedule = run.get(f"{init}.rollout_schedule")
-        return "MBPO (L " + ("->".join(map(str, schedule[2:])) if schedule else str(_rollout_length(run))) + ")"
+        length = "->".join(map(str, schedule[2:])) if schedule else str(_rollout_length(run))
+        freq = run.get(f"{init}.model_train_freq")  # the authors' schedule: model trained every N env steps
+        return f"MBPO (L {length}" + (f", model every {freq} env steps)" if freq else ")")
     return cls or "unknown"
 
 
