@@ -62,6 +62,11 @@ def atomic_torch_save(obj: Any, path: _PATH) -> None:
     the folder. An exception during the save removes the temporary file; a kill leaves it behind (harmless).
     """
     path = Path(path)
+    _commit(_write_partial(obj, path), path)
+
+
+def _write_partial(obj: Any, path: Path) -> Path:
+    """``torch.save(obj)`` into a new, fsynced ``.<random>.partial`` file beside ``path``; returns its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # no "last" in the name: Lightning's own ckpt_path="last" takes any file of the folder whose name contains it
     tmp = path.parent / f".{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}"
@@ -71,6 +76,15 @@ def atomic_torch_save(obj: Any, path: _PATH) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Rename a written ``.partial`` file over ``path`` (atomic within a folder) and make the rename durable."""
+    try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -87,12 +101,46 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     the parent class; loading and removal are the parent's.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.defer = False
+        self.pending: dict[Path, Path] = {}  # target -> its written, not yet renamed .partial file
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
-        """Save ``checkpoint`` to ``path`` through a temporary file in the same folder (see the class docstring)."""
+        """Save ``checkpoint`` to ``path`` through a temporary file in the same folder (see the class docstring).
+
+        While ``defer`` is set the written file waits, complete and fsynced, for ``commit()`` (``CheckpointOnSignal``
+        sets it during training: a checkpoint then takes the place of the old one only once everything logged up
+        to it is on disk)."""
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        atomic_torch_save(checkpoint, path)
+        path = Path(path)
+        tmp = _write_partial(checkpoint, path)
+        if not self.defer:
+            _commit(tmp, path)
+            return
+        older = self.pending.pop(path, None)
+        if older is not None:  # saved twice before a commit: the newer save wins
+            older.unlink(missing_ok=True)
+        self.pending[path] = tmp
+
+    def commit(self) -> list[Path]:
+        """Rename every deferred save over its target (in the order saved); returns the targets."""
+        done = []
+        while self.pending:
+            path, tmp = next(iter(self.pending.items()))
+            del self.pending[path]
+            _commit(tmp, path)
+            done.append(path)
+        return done
+
+    def remove_checkpoint(self, path: _PATH) -> None:
+        """Remove a checkpoint, and its deferred save if one waits (ModelCheckpoint's top-k removes old files)."""
+        tmp = self.pending.pop(Path(path), None)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        super().remove_checkpoint(path)
 
 
 def install_atomic_checkpoint_io(trainer: Any) -> bool:

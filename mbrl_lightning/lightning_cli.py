@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
@@ -21,6 +22,7 @@ import mbrl_lightning.agents  # noqa: F401
 import mbrl_lightning.callbacks  # noqa: F401
 import mbrl_lightning.data  # noqa: F401
 import mbrl_lightning.models  # noqa: F401
+from mbrl_lightning.callbacks.preemption import CheckpointOnSignal
 from mbrl_lightning.checkpoints import (
     CheckpointError,
     check_checkpoint,
@@ -154,9 +156,16 @@ class MBRLCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The configured Trainer, its checkpoints saved through ``AtomicCheckpointIO`` (unless the config chose
-        another checkpoint IO)."""
+        another checkpoint IO), with ``CheckpointOnSignal`` (unless the config has one): SIGTERM, SIGUSR1 and
+        SIGINT save a checkpoint at the next safe point, and checkpoints are put in place only once what was logged
+        up to them is on disk."""
         trainer = super().instantiate_trainer(**kwargs)
         install_atomic_checkpoint_io(trainer)
+        if not any(isinstance(c, CheckpointOnSignal) for c in trainer.callbacks):
+            # before the checkpoint callbacks, where Lightning keeps every other callback
+            first = next((i for i, c in enumerate(trainer.callbacks) if isinstance(c, Checkpoint)),
+                         len(trainer.callbacks))
+            trainer.callbacks.insert(first, CheckpointOnSignal())
         return trainer
 
     def add_arguments_to_parser(self, parser) -> None:

@@ -350,3 +350,144 @@ def test_interleaved_collection_with_no_finite_step_stops_naming_the_env(tmp_pat
     with pytest.raises(NonFiniteEnvError, match=f"^{BLOWS_UP}: all 30 steps of iteration 2's interleaved collection"):
         fit(tmp_path, {"first": 31, "count": 10**9}, [CollectRandom(30), CollectInterleaved()], steps_per_epoch=30,
             max_epochs=3)
+
+
+# -- checkpoint on signal, logs consistent with checkpoints (issue 31, items 1 and 3) ------------------------------
+MBPO_TINY = ROOT / "configs" / "mbpo" / "tiny.yaml"  # SAC updates + model rollouts: global and own random streams
+MBPO_RUN = Path("runs") / "tiny_mbpo" / "version_0"
+PROBE = '''
+import time
+from pathlib import Path
+from pytorch_lightning.callbacks import Checkpoint
+
+from mbrl_lightning.callbacks import CheckpointOnSignal
+
+
+class PauseAt(Checkpoint):
+    """Touches ``paused`` at a chosen moment and waits there (up to 60 s) for a signal. A ``Checkpoint`` listed
+    after ModelCheckpoint, so its epoch-end hook runs right after that checkpoint is written."""
+
+    def __init__(self, epoch: int, batch: int | None = None):
+        self.epoch, self.batch = epoch, batch
+
+    def _pause(self, trainer):
+        Path("paused").touch()
+        receiver = next(c for c in trainer.callbacks if isinstance(c, CheckpointOnSignal))
+        for _ in range(1200):
+            if receiver.signum is not None:
+                return
+            time.sleep(0.05)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            self._pause(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch and self.batch is None:
+            self._pause(trainer)
+'''
+
+
+def mbpo_cli(cwd, *args, probe=None):
+    """The tiny MBPO config for 3 iterations (``probe``: ``PauseAt``'s init_args), started in the background."""
+    (cwd / "probe.py").write_text(PROBE)
+    extra = ["--trainer.callbacks+=probe.PauseAt", *[f"--trainer.callbacks.init_args.{k}={v}"
+                                                    for k, v in (probe or {}).items()]] if probe else []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(cwd)}
+    return subprocess.Popen([sys.executable, "-m", "mbrl_lightning", "fit", "--config", str(MBPO_TINY),
+                             "--trainer.max_epochs", "3", *extra, *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def finished(proc, code=0):
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == code, out[-3000:]
+    return out
+
+
+def raw_scalars(run_dir):
+    """{tag: [(step, value), ...]} of every scalar event in the run's event files, in the order written."""
+    from tensorboard.compat.proto import event_pb2
+
+    from mbrl_lightning.report.runs import _records, _scalar_value
+
+    out = {}
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        for record in _records(path):
+            event = event_pb2.Event.FromString(record)
+            for value in event.summary.value:
+                if (scalar := _scalar_value(value)) is not None:
+                    out.setdefault(value.tag, []).append((int(event.step), scalar))
+    return out
+
+
+def series(run_dir):
+    """Every scalar series as the report reads it (one value per step, the last one written), wall times left
+    out (``*seconds*``, ``time/*``: they differ between any two runs)."""
+    merged = {tag: dict(points) for tag, points in raw_scalars(run_dir).items()
+              if "seconds" not in tag and not tag.startswith("time/")}
+    return {tag: sorted(points.items()) for tag, points in merged.items()}
+
+
+def weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    finished(mbpo_cli(cwd))
+    return cwd / MBPO_RUN
+
+
+def paused(cwd, proc):
+    for _ in range(1200):
+        if (cwd / "paused").exists() or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None and (cwd / "paused").exists(), proc.communicate()[0][-3000:]
+
+
+def assert_same_run(run_dir, reference):
+    ours, theirs = weights(run_dir), weights(reference)
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        assert torch.equal(ours[name], theirs[name]), name
+    got, want = series(run_dir), series(reference)
+    assert got.keys() == want.keys()
+    for tag in want:
+        assert got[tag] == want[tag], tag  # no hole, no other value
+
+
+def test_sigterm_mid_iteration_saves_and_a_resume_continues_exactly(uninterrupted, tmp_path):
+    proc = mbpo_cli(tmp_path, probe={"epoch": 1, "batch": 11})
+    paused(tmp_path, proc)
+    proc.send_signal(signal.SIGTERM)
+    out = finished(proc, 128 + signal.SIGTERM)
+    assert "Received SIGTERM: saving a checkpoint at the next safe point" in out
+    ckpt = torch.load(tmp_path / MBPO_RUN / "checkpoints" / "last.ckpt", weights_only=True)
+    progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert ckpt["epoch"] == 1 and progress["processed"] == 13, "saved after the batch the signal came in"
+    assert "position" in ckpt["ReplayDataModule"]  # the dataloader's place in the epoch
+    logged = raw_scalars(tmp_path / MBPO_RUN)
+
+    finished(mbpo_cli(tmp_path, "--ckpt_path", "last"))
+    assert_same_run(tmp_path / MBPO_RUN, uninterrupted)
+    for tag, points in raw_scalars(tmp_path / MBPO_RUN).items():  # nothing logged twice
+        if tag.startswith("time/") or tag == "hp_metric":
+            continue  # time/fit_start, Lightning's hp_metric placeholder: each start of the run logs its own
+        steps = [step for step, _ in points]
+        assert len(steps) == len(set(steps)), (tag, steps)
+        assert points[:len(logged.get(tag, []))] == logged.get(tag, []), tag
+
+
+@pytest.mark.parametrize("probe", [{"epoch": 1}, {"epoch": 1, "batch": 7}],
+                         ids=["right-after-a-checkpoint-write", "mid-iteration"])
+def test_sigkill_then_resume_from_last_ends_as_the_uninterrupted_run(uninterrupted, tmp_path, probe):
+    proc = mbpo_cli(tmp_path, probe=probe)
+    paused(tmp_path, proc)
+    proc.send_signal(signal.SIGKILL)
+    finished(proc, -signal.SIGKILL)
+    assert torch.load(tmp_path / MBPO_RUN / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+    finished(mbpo_cli(tmp_path, "--ckpt_path", "last"))
+    assert_same_run(tmp_path / MBPO_RUN, uninterrupted)

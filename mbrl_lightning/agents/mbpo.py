@@ -179,6 +179,7 @@ class MBPO(SAC):
         self.model_trainings = 0  # trainings of the dynamics so far
         self.last_training_env_steps: int | None = None  # real env steps when the model last trained
         self.rollout_seconds = self.model_seconds = 0.0  # wall time of this iteration's rollouts / trainings so far
+        self._epoch_start_metrics: dict[str, float] = {}  # logged at the iteration's last update (checkpointed)
 
     @staticmethod
     def build_dynamics(dynamics: DynamicsFactory | DynamicsEnsemble | None, obs_dim: int,
@@ -444,15 +445,18 @@ class MBPO(SAC):
         return int(len_a + frac * (len_b - len_a))
 
     def on_train_epoch_start(self) -> None:
+        # metrics of this hook are kept and logged (as epoch metrics) with the iteration's last update, so that a
+        # run resumed mid-iteration, which does not run this hook again, logs them too
         self.rollout_seconds = self.model_seconds = 0.0
+        self._epoch_start_metrics = {}
         if self.rollout_schedule is not None:
             self.rollout_length = self.scheduled_rollout_length(self.current_epoch)
-            self.log("mbpo/rollout_length", float(self.rollout_length), on_step=False, on_epoch=True)
+            self._epoch_start_metrics["mbpo/rollout_length"] = float(self.rollout_length)
         if self.rollout_length == 0:
             return  # L = 0: model-free SAC, the model is never trained
         self.size_model_pool()
         if self.model_train_freq is None and self.hparams.model_train_steps != 0:  # the brief: once per iteration
-            self.log_dict(self.train_model(), on_step=False, on_epoch=True)
+            self._epoch_start_metrics.update({k: float(v) for k, v in self.train_model().items()})
 
     def model_training_due(self) -> bool:
         """Whether ``model_train_freq`` real env steps have come in since the model last trained (or it never has)."""
@@ -512,6 +516,9 @@ class MBPO(SAC):
         return added
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx + 1 == self.trainer.num_training_batches and self._epoch_start_metrics:
+            self.log_dict(self._epoch_start_metrics, on_step=False, on_epoch=True)
+            self._epoch_start_metrics = {}
         if self.rollout_length > 0 and batch_idx + 1 == self.trainer.num_training_batches:
             metrics = {"mbpo/rollout_seconds": self.rollout_seconds,
                        "mbpo/model_buffer_size": float(len(self.model_buffer))}
@@ -542,7 +549,9 @@ class MBPO(SAC):
                               "model_trained_steps": self.model_trained_steps,
                               "elites": self.elites.cpu(), "rollout_length": self.rollout_length,
                               "model_trainings": self.model_trainings,
-                              "last_training_env_steps": self.last_training_env_steps}
+                              "last_training_env_steps": self.last_training_env_steps,
+                              "rollout_seconds": self.rollout_seconds, "model_seconds": self.model_seconds,
+                              "epoch_start_metrics": dict(self._epoch_start_metrics)}
         if self.checkpoint_model_buffer:
             checkpoint["mbpo"]["model_buffer"] = self.model_buffer.state_dict()
 
@@ -560,6 +569,9 @@ class MBPO(SAC):
             self.model_trained_steps = int(state["model_trained_steps"])
             self.model_trainings = int(state.get("model_trainings", 0))
             self.last_training_env_steps = state.get("last_training_env_steps")
+            self.rollout_seconds = float(state.get("rollout_seconds", 0.0))
+            self.model_seconds = float(state.get("model_seconds", 0.0))
+            self._epoch_start_metrics = dict(state.get("epoch_start_metrics", {}))
             if "elites" in state and len(state["elites"]) == len(self.elites):  # same elite count configured
                 self.elites = state["elites"].to(self.elites.device)
             if "rollout_length" in state and self.rollout_schedule is not None:

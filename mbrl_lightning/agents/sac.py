@@ -351,10 +351,23 @@ class SAC(pl.LightningModule):
             self._epoch, self._epoch_n = self._epoch * 0, 0
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["sac"] = {"num_updates": self.num_updates}
+        # the metric sums in progress (the log window runs across iterations; a mid-epoch checkpoint holds part of
+        # the epoch's) and the updates' wall time so far: a resumed run logs what the uninterrupted one does
+        checkpoint["sac"] = {"num_updates": self.num_updates, "metric_keys": list(self._metric_keys),
+                             "pending": [dict(metrics) for metrics in self._pending],
+                             "window": self._window, "window_n": self._window_n,
+                             "epoch": self._epoch, "epoch_n": self._epoch_n,
+                             "updates_seconds": time.perf_counter() - self._updates_start}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.num_updates = int(checkpoint.get("sac", {}).get("num_updates", 0))
+        state = checkpoint.get("sac", {})
+        self.num_updates = int(state.get("num_updates", 0))
+        if "window" in state:  # checkpoints from before the sums were kept start them anew
+            self._metric_keys = list(state["metric_keys"])
+            self._pending = [dict(metrics) for metrics in state["pending"]]
+            self._window, self._window_n = state["window"], int(state["window_n"])
+            self._epoch, self._epoch_n = state["epoch"], int(state["epoch_n"])
+            self._updates_start = time.perf_counter() - float(state["updates_seconds"])
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         opts = [adam(self.actor.parameters(), self.hparams.actor_lr),

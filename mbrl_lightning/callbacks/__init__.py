@@ -9,7 +9,8 @@ from mbrl_lightning.callbacks.collect import (
     log_scalars,
 )
 from mbrl_lightning.callbacks.evaluate import Evaluate
+from mbrl_lightning.callbacks.preemption import CheckpointOnSignal, StoppedBySignal
 from mbrl_lightning.callbacks.report import ProgressReport
 
-__all__ = ["CollectInterleaved", "CollectOnPolicy", "CollectRandom", "Evaluate", "ProgressReport", "acting_policy",
-           "is_last_iteration", "log_scalars"]
+__all__ = ["CheckpointOnSignal", "CollectInterleaved", "CollectOnPolicy", "CollectRandom", "Evaluate", "ProgressReport",
+           "StoppedBySignal", "acting_policy", "is_last_iteration", "log_scalars"]

@@ -218,10 +218,15 @@ class CollectInterleaved(pl.Callback):
         self.stored = 0  # finite steps stored since the last iteration's end
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates, "episodes": self.episodes}
+        # with the iteration's counts so far, which a checkpoint saved mid-iteration carries to the resumed run
+        return {"updates": self.updates, "episodes": self.episodes, "returns": list(self.returns),
+                "seconds": self.seconds, "nonfinite": self.nonfinite, "stored": self.stored}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.updates, self.episodes = int(state_dict["updates"]), int(state_dict["episodes"])
+        self.returns = [float(r) for r in state_dict.get("returns", [])]
+        self.seconds = float(state_dict.get("seconds", 0.0))
+        self.nonfinite, self.stored = int(state_dict.get("nonfinite", 0)), int(state_dict.get("stored", 0))
 
     def env_steps_per_epoch(self, trainer: pl.Trainer) -> int:
         """Real env steps one iteration collects: ``num_steps`` per ``every_n_updates`` of its updates."""

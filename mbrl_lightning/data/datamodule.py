@@ -34,22 +34,35 @@ class EnsembleBatches(Dataset):
     collection, is seen at once).
 
     Batch ``i`` comes from its own seeded stream, so an epoch's batches are the same however it is resumed.
+    A loader resumed mid-epoch starts at batch ``start`` (item ``j`` is batch ``start + j``; the length stays the
+    epoch's, as Lightning counts the batches already done); ``first``, where given, is batch ``start`` as the
+    interrupted run had drawn it (Lightning fetches a batch one update ahead, before that update's interleaved env
+    step: drawn again from the restored buffer it could differ).
     """
 
     def __init__(self, buffer: ReplayBuffer, train_slots: Tensor, train_counts: Tensor, num_batches: int,
-                 batch_size: int, ensemble_size: int, seed: int) -> None:
+                 batch_size: int, ensemble_size: int, seed: int, start: int = 0,
+                 first: dict[str, Tensor] | None = None) -> None:
         self.buffer, self.train_slots, self.train_counts = buffer, train_slots, train_counts
         self.num_batches, self.batch_size = num_batches, batch_size
         self.ensemble_size, self.seed = ensemble_size, seed
+        self.start, self.first = start, first
+        self.last: tuple[int, dict[str, Tensor]] | None = None  # the batch drawn last: (index, batch)
 
     def __len__(self) -> int:
         return self.num_batches
 
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        n = int(self.train_counts[self.buffer.size - 1])  # training slots among the filled ones
-        idx = self.train_slots[torch.randint(n, (self.ensemble_size, self.batch_size), generator=gen)]
-        return {k: getattr(self.buffer, k)[idx] for k in FIELDS}
+    def __getitem__(self, j: int) -> dict[str, Tensor]:
+        i = self.start + j
+        if i == self.start and self.first is not None:
+            batch = self.first
+        else:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+            n = int(self.train_counts[self.buffer.size - 1])  # training slots among the filled ones
+            idx = self.train_slots[torch.randint(n, (self.ensemble_size, self.batch_size), generator=gen)]
+            batch = {k: getattr(self.buffer, k)[idx] for k in FIELDS}
+        self.last = (i, batch)
+        return batch
 
 
 class HeldOut(Dataset):
@@ -110,6 +123,8 @@ class ReplayDataModule(pl.LightningDataModule):
         self._val_slots = _val_mask(capacity, val_fraction)
         self._train_slots = (~self._val_slots).nonzero().squeeze(1)  # in slot order, as ``split`` lists them
         self._train_counts = (~self._val_slots).cumsum(0)  # training slots among the first i + 1
+        self._batches: EnsembleBatches | None = None  # the current epoch's
+        self._resume: dict[str, Any] | None = None  # where a checkpoint saved mid-epoch left the epoch
 
     def make_env(self, **kwargs: Any) -> gym.Env:
         """A fresh environment instance (with the task's required ``make`` kwargs)."""
@@ -143,8 +158,13 @@ class ReplayDataModule(pl.LightningDataModule):
         # Under DDP Lightning's DistributedSampler deals the batches out over the ranks: with world x steps
         # batches every rank still takes ``steps_per_epoch`` gradient steps, each on a different minibatch.
         world = self.trainer.world_size if self.trainer is not None else 1
+        start, first, resume, self._resume = 0, None, self._resume, None
+        if resume is not None and resume["epoch"] == epoch and world == 1:  # a mid-epoch resume: go on from there
+            start, first = int(resume["next"]), resume.get("batch")
         ds = EnsembleBatches(self.buffer, self._train_slots, self._train_counts, self.steps_per_epoch * world,
-                             self.batch_size, self.ensemble_size, seed=resolve_seed(self.seed) * 100_003 + epoch)
+                             self.batch_size, self.ensemble_size, seed=resolve_seed(self.seed) * 100_003 + epoch,
+                             start=start, first=first)
+        self._batches = ds
         return DataLoader(ds, batch_size=None)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -153,14 +173,33 @@ class ReplayDataModule(pl.LightningDataModule):
             return []  # no held-out split configured: no validation
         return DataLoader(HeldOut(val, max(self.batch_size, 4096), self.ensemble_size), batch_size=None)
 
+    def _position(self) -> dict[str, Any] | None:
+        """Where the training epoch stands when a checkpoint is saved between two of its batches (else ``None``):
+        its epoch, the next batch's index and, if the loader already drew it, that batch."""
+        trainer, ds = self.trainer, self._batches
+        if trainer is None or ds is None or not trainer.training:
+            return None
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if not 0 < done < trainer.num_training_batches:
+            return None
+        position: dict[str, Any] = {"epoch": trainer.current_epoch, "next": done}
+        if ds.last is not None and ds.last[0] == done:
+            position["batch"] = ds.last[1]
+        return position
+
     def state_dict(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict(), "env_id": self.env_id}
+        state = {"buffer": self.buffer.state_dict(), "env_id": self.env_id}
+        position = self._position()
+        if position is not None:
+            state["position"] = position
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("env_id", self.env_id) != self.env_id:
             raise ValueError(f"checkpoint was made for env '{state_dict['env_id']}', this run is for "
                              f"'{self.env_id}'")
         self.buffer.load_state_dict(state_dict["buffer"])
+        self._resume = state_dict.get("position")
 
 
 __all__ = ["ReplayDataModule", "ReplayBuffer", "FIELDS"]
