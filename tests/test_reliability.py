@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_collect import ConstantAgent  # the smallest acting module, shared with the collection tests
 from torch import nn
 
 from mbrl_lightning.callbacks import CollectInterleaved, CollectOnPolicy, CollectRandom, Evaluate
@@ -272,34 +273,6 @@ def blows_up():
     yield
     gym.registry.pop(BLOWS_UP, None)
     tasks._TASKS.pop(BLOWS_UP, None)
-
-
-ACTION = torch.tensor([0.3, -0.6])
-
-
-class ConstantPolicy:
-    def act(self, obs, env_idx):
-        return ACTION.expand(obs.shape[0], -1)
-
-    def reset(self, env_idx):
-        pass
-
-
-class ConstantAgent(pl.LightningModule):
-    """The smallest acting module: one trained scalar and a policy that always outputs ``ACTION``."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(1))
-
-    def training_step(self, batch, batch_idx):
-        return (self.w - batch["reward"].mean()).square()
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    def acting_policy(self, datamodule, max_envs, seed=0, evaluation=False):
-        return ConstantPolicy()
 
 
 def fit(tmp_path, env_kwargs, callbacks, steps_per_epoch=2, max_epochs=2):
