@@ -9,9 +9,13 @@ time), achieved model GFLOP/s, and that as a fraction of the matmul rate measure
 run (the same work of the model's three layer matmuls at the rollout's chunk of rows, float32 or bf16 alike: the
 practical limit of a matmul-bound rollout). Planner and matmul timings alternate; rates are the best of each and
 the fraction is the median of the paired ratios, so a machine shared with other work still gives a meaningful
-one. ``--before`` adds rows for the unfolded step (``predict_next``), ``--bf16`` bfloat16 rows (emulated, hence
-slow, on CPUs without AVX512-BF16/AMX), ``--profile`` a torch.profiler table of one folded random-shooting
-action per thread count (what the time goes to besides the matmuls).
+one. The reference is the model's unpadded shapes (27 -> 250 -> 250 -> 21) in bare ``bmm`` calls, the same code
+for both precisions; the folded step's zero-padded widths (28 -> 256 -> 256 -> 21) run faster per useful FLOP
+than that (more so in bfloat16), so the fraction is not capped at 100 %. ``--before`` adds rows for the unfolded step
+(``predict_next``), ``--bf16`` bfloat16 rows at the same ``--chunk-sizes`` (-1: each precision's default;
+emulated, hence slow, on CPUs without AVX512-BF16/AMX), ``--profile`` a torch.profiler table of one folded
+random-shooting action per thread count and precision, for the largest ``--envs`` (what the time goes to besides
+the matmuls).
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ def measure_row(planner, num_envs: int, device: torch.device, repeats: int, chun
     policy = make_policy(planner, num_envs, device, chunk, bf16, before)
     run = plan_fn(policy, num_envs)
     n = planner.num_sequences * num_envs
-    rows = default_chunk_size(device) if chunk == -1 else chunk
+    rows = default_chunk_size(device, torch.bfloat16 if bf16 else torch.float32) if chunk == -1 else chunk
     rows = n if rows is None else min(rows, n)
     calls = max(1, round(planner.evaluations_per_plan * num_envs * planner.horizon / rows))
     chain, chain_flop = matmul_chain(rows, torch.bfloat16 if bf16 else torch.float32, device, calls)
@@ -131,13 +135,16 @@ def peak_rate(dtype: torch.dtype, device: torch.device, repeats: int) -> float:
     return 4 * 2 * E * 4096 * HIDDEN * HIDDEN / seconds / 1e9
 
 
-def profile(device: torch.device) -> None:
-    """torch.profiler table of one folded random-shooting action (1 env): the matmuls' share of the time."""
+def profile(device: torch.device, bf16: bool = False, num_envs: int = 1) -> None:
+    """torch.profiler table of one folded random-shooting action for ``num_envs`` envs: the matmuls' share of the
+    op time, and the wall time of the same action unprofiled (what the ops' self times leave is Python and
+    dispatch)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    run = plan_fn(make_policy(RandomShooting(15, 1000), 1, device, -1, False, False), 1)
+    run = plan_fn(make_policy(RandomShooting(15, 1000), num_envs, device, -1, bf16, False), num_envs)
     run()
+    wall = min(best_time(run, device) for _ in range(3))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch_profile(activities=activities) as prof:
         run()
@@ -145,9 +152,10 @@ def profile(device: torch.device) -> None:
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     mm = sum(e.self_cpu_time_total for e in events if "bmm" in e.key)
-    print(f"profile, one folded random-shooting action: {total / 1e3:.1f} ms of op self time, "
-          f"{mm / total:.0%} in matmuls (bmm/baddbmm)")
-    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
+    print(f"profile, one folded random-shooting action for {num_envs} env(s) in {'bf16' if bf16 else 'float32'}: "
+          f"{wall * 1e3:.1f} ms unprofiled; profiled, {total / 1e3:.1f} ms of op self time, {mm / total:.0%} of it "
+          "in matmuls (bmm/baddbmm)")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=14))
 
 
 def main() -> None:
@@ -185,7 +193,7 @@ def main() -> None:
             for p in args.envs:
                 variants = [(c, False, False) for c in args.chunk_sizes]
                 variants += [(-1, False, True)] if args.before else []
-                variants += [(-1, True, False)] if args.bf16 else []
+                variants += [(c, True, False) for c in args.chunk_sizes] if args.bf16 else []
                 for chunk, bf16, before in variants:
                     chunk_arg = None if chunk == 0 else chunk
                     seconds, gflops, limit, fraction = measure_row(planner, p, device, args.repeats, chunk_arg, bf16,
@@ -196,7 +204,8 @@ def main() -> None:
                     print(f"{label:<20}{p:>5}{rows:>7}{step:>14}{seconds:>10.4f}{steps:>14.3g}{gflops:>9.1f}"
                           f"{limit:>15.1f}{fraction:>9.0%}")
         if args.profile:
-            profile(device)
+            for bf16 in [False, True] if args.bf16 else [False]:
+                profile(device, bf16, max(args.envs))
 
 
 if __name__ == "__main__":

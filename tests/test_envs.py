@@ -286,12 +286,13 @@ def test_cheetah_is_the_reference():
     env = envs.make("mbrl/Cheetah-v0")
     base = env.unwrapped
     assert base.frame_skip == 1 and gym.spec("mbrl/Cheetah-v0").max_episode_steps == 500
-    obs = torch.zeros(4, 21)
-    obs[:, 9] = torch.tensor([1.5, 1.5, 1.5, 1.5])
+    obs = torch.zeros(5, 21)
+    obs[:, 9] = torch.tensor([1.5, 1.5, 1.5, 1.5, 1.5])
     obs[1, 6], obs[2, 7], obs[3, 8] = 0.21, 0.01, 0.01
     obs[0, 6], obs[0, 7], obs[0, 8] = 0.2, 0.0, 0.0  # on the thresholds: no penalty
-    torch.testing.assert_close(envs.get_task("mbrl/Cheetah-v0").reward(obs, torch.zeros(4, 6), obs),
-                               torch.tensor([1.5, -8.5, -8.5, -8.5]))
+    obs[4, 6:9] = 0.3  # all three past: the penalties add up
+    torch.testing.assert_close(envs.get_task("mbrl/Cheetah-v0").reward(obs, torch.zeros(5, 6), obs),
+                               torch.tensor([1.5, -8.5, -8.5, -8.5, -28.5]))
     qpos, qvel = [], []
     for seed in range(300):
         env.reset(seed=seed)

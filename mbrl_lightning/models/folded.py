@@ -24,8 +24,14 @@ class FoldedStep:
 
     A snapshot of the weights at construction: build a new one after training. Scratch memory is allocated once
     per dtype and reused; the returned state is one of two buffers used in turn, so it stays valid until the
-    second call after it (a rollout needs the current and the next state). Inside ``torch.autocast`` the matmuls
-    run in the autocast dtype; states, the residual sum and the last bias stay in the model's dtype.
+    second call after it (a rollout needs the current and the next state).
+
+    Inside ``torch.autocast`` (``bf16: true``) the matmuls run in the autocast dtype with weights cast once per
+    snapshot (``weights``), and the step keeps to buffers of that dtype between them: the input is centred in
+    the states' dtype and rounded once (one contiguous cast, twice as fast as centring into a bfloat16 view), the
+    hidden activations stay in preallocated bfloat16 buffers (a ReLU works on their bits: ``_relu_bits_``), and
+    the last matmul leaves the delta in bfloat16. States, the residual sum and the delta's mean (the last bias,
+    added after the sum) stay in the model's dtype.
     """
 
     def __init__(self, layers: Sequence[EnsembleLinear], activations: Sequence[nn.Module], obs_norm: Normalizer,
@@ -60,10 +66,12 @@ class FoldedStep:
             self._low[dtype] = [w.to(dtype) for w in [*self.folded[:-1], last]]
         return self._low[dtype]
 
-    @torch.inference_mode()
     def __call__(self, obs: Tensor, act: Tensor) -> Tensor:
         """Next state per member, (E, N, obs_dim); (N, .) inputs are broadcast to all members."""
-        e, d = self.ensemble_size, self.obs_dim
+        if not torch.is_inference_mode_enabled():  # the rollout already is: no context to enter at every step
+            with torch.inference_mode():
+                return self(obs, act)
+        e = self.ensemble_size
         obs = obs.expand(e, *obs.shape) if obs.dim() == 2 else obs
         act = act.expand(e, *act.shape) if act.dim() == 2 else act
         dev = obs.device.type
@@ -72,17 +80,32 @@ class FoldedStep:
         scratch = self._scratch.get(dtype)
         if scratch is None:
             widths = [w.shape[1] for w in weights]  # the input (with its ones column), then each padded hidden layer
-            scratch = self._scratch[dtype] = _Scratch(widths, dtype, self.dtype)
-        x, hidden, delta, out = scratch.views(e, obs.shape[1], d, obs.device)
-        torch.sub(obs, self.obs_mean, out=x[..., :d])
-        torch.sub(act, self.act_mean, out=x[..., d:-1])
-        h = x
-        for w, buf, activation in zip(weights[:-1], hidden, self.activations, strict=True):
+            scratch = self._scratch[dtype] = _Scratch(widths, dtype, self.last_bias, self._activations(dtype))
+        (x, x_obs, x_act), x_low, hidden, delta, bias, out = scratch.views(e, obs.shape[1], obs.device)
+        torch.sub(obs, self.obs_mean, out=x_obs)  # centred in the states' precision, then rounded
+        torch.sub(act, self.act_mean, out=x_act)
+        h = x if x_low is None else x_low.copy_(x)
+        for w, buf, activation in zip(weights[:-1], hidden, scratch.activations, strict=True):
             h = activation(torch.bmm(h, w, out=buf))
         if delta is None:  # full precision: the residual s + h W_L' is the matmul's own accumulate, bias included
             return torch.baddbmm(obs, h, weights[-1], out=out)
         torch.add(obs, torch.bmm(h, weights[-1], out=delta), out=out)
-        return out.add_(self.last_bias)
+        return out.add_(bias)
+
+    def _activations(self, dtype: torch.dtype) -> list:
+        """The hidden activations for ``dtype``, in place: a ReLU as ``torch.relu_`` (no module call), in 16-bit
+        floats on its bits (``_relu_bits_``)."""
+        relu = _relu_bits_ if dtype.itemsize == 2 else torch.relu_
+        return [relu if isinstance(a, nn.ReLU) else a for a in self.activations]
+
+
+def _relu_bits_(h: Tensor) -> Tensor:
+    """In-place ReLU of a bfloat16 (or float16) tensor as an int16 clamp of its bits: a float below zero has its
+    sign bit set, so its bits are a negative int16 and become 0 (+0.0); the rest is kept bit for bit. Same
+    result as ``relu_`` (except that a NaN with its sign bit set becomes 0) in a fifth of the time: torch's
+    bfloat16 clamp was 65 us against this one's 13 us on a (3, 512, 256) block (Sapphire Rapids, one thread)."""
+    h.view(torch.int16).clamp_min_(0)
+    return h
 
 
 def _with_bias_rows(weights: list[Tensor], biases: list[Tensor], activations: Sequence[nn.Module],
@@ -109,35 +132,48 @@ def _with_bias_rows(weights: list[Tensor], biases: list[Tensor], activations: Se
 
 
 class _Scratch:
-    """Flat storages for one compute dtype, viewed as contiguous (E, rows, width) tensors for any row count."""
+    """Flat storages for one compute dtype, viewed as contiguous (E, rows, width) tensors for any row count.
 
-    def __init__(self, widths: list[int], dtype: torch.dtype, state_dtype: torch.dtype) -> None:
-        self.widths, self.dtype, self.state_dtype = widths, dtype, state_dtype
+    Always: the centred input with its ones column (E, rows, in+1) and the two output states, in the states'
+    dtype, and one buffer per hidden layer in the compute dtype. Below the states' dtype also: the input rounded
+    to the compute dtype, the matmul's delta in it, and the delta's mean (the last bias) expanded to (E, rows,
+    obs_dim) in the states' dtype (a plain add, twice as fast as the broadcast one)."""
+
+    def __init__(self, widths: list[int], dtype: torch.dtype, last_bias: Tensor, activations: list) -> None:
+        self.widths, self.dtype, self.last_bias, self.activations = widths, dtype, last_bias, activations
+        self.state_dtype, self.obs_dim = last_bias.dtype, last_bias.shape[-1]
+        self.low = dtype != self.state_dtype
         self.rows, self.turn = 0, 0
         self.storage: list[Tensor] = []
         self._views: dict[int, tuple] = {}
 
-    def views(self, e: int, rows: int, obs_dim: int, device: torch.device) -> tuple:
-        """(x, hidden buffers, low-precision delta buffer or None, the output state buffer for this call)."""
+    def views(self, e: int, rows: int, device: torch.device) -> tuple:
+        """((x, its state and action columns), x in the compute dtype or None, hidden buffers, delta or None,
+        the expanded last bias or None, the output state buffer for this call)."""
         if rows not in self._views:
             if rows > self.rows:  # grow; smaller row counts view the front of the same storage
-                self._allocate(e, rows, obs_dim, device)
-            self._views[rows] = self._slice(e, rows, obs_dim)
-        x, hidden, delta, states = self._views[rows]
+                self._allocate(e, rows, device)
+            self._views[rows] = self._slice(e, rows)
+        x, x_low, hidden, delta, bias, states = self._views[rows]
         self.turn ^= 1
-        return x, hidden, delta, states[self.turn]
+        return x, x_low, hidden, delta, bias, states[self.turn]
 
-    def _allocate(self, e: int, rows: int, obs_dim: int, device: torch.device) -> None:
-        specs = [(w, self.dtype) for w in self.widths] + [(obs_dim, self.state_dtype)] * 2
-        if self.dtype != self.state_dtype:
-            specs.append((obs_dim, self.dtype))
-        self.storage = [torch.empty(e * rows * w, dtype=dt, device=device) for w, dt in specs]
+    def _specs(self) -> list[tuple[int, torch.dtype]]:
+        d, sd = self.obs_dim, self.state_dtype
+        specs = [(self.widths[0], sd), (d, sd), (d, sd)] + [(w, self.dtype) for w in self.widths[1:]]
+        return specs + ([(self.widths[0], self.dtype), (d, self.dtype)] if self.low else [])
+
+    def _allocate(self, e: int, rows: int, device: torch.device) -> None:
+        self.storage = [torch.empty(e * rows * w, dtype=dt, device=device) for w, dt in self._specs()]
         self.storage[0].view(-1, self.widths[0])[:, -1] = 1.0  # the input's ones column, in every row view
+        self.bias = self.last_bias.to(device).expand(e, rows, self.obs_dim).clone() if self.low else None
         self.rows, self._views = rows, {}
 
-    def _slice(self, e: int, rows: int, obs_dim: int) -> tuple:
-        widths = [*self.widths, obs_dim, obs_dim, obs_dim]
-        views = [s[: e * rows * w].view(e, rows, w) for s, w in zip(self.storage, widths, strict=False)]
-        n = len(self.widths)
-        delta = views[n + 2] if len(views) > n + 2 else None
-        return views[0], views[1:n], delta, (views[n], views[n + 1])
+    def _slice(self, e: int, rows: int) -> tuple:
+        x, s0, s1, *rest = [s[: e * rows * w].view(e, rows, w) for s, (w, _) in zip(self.storage, self._specs(),
+                                                                                  strict=True)]
+        xs = x, x[..., : self.obs_dim], x[..., self.obs_dim : -1]
+        if not self.low:
+            return xs, None, rest, None, None, (s0, s1)
+        *hidden, x_low, delta = rest
+        return xs, x_low, hidden, delta, self.bias[:, :rows], (s0, s1)

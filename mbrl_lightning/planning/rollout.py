@@ -15,10 +15,15 @@ from mbrl_lightning.envs.tasks import never_terminates
 StepFn = Callable[[Tensor, Tensor], "Tensor | tuple[Tensor, Tensor | None, Tensor | None]"]
 
 
-def default_chunk_size(device: torch.device) -> int | None:
+def default_chunk_size(device: torch.device, dtype: torch.dtype = torch.float32) -> int | None:
     """Rows per member evaluated at once: on CPU, blocks whose activations stay in cache run about twice as
-    fast as one huge batch (benchmarks/planning.py); a GPU wants the whole batch at once."""
-    return 512 if device.type == "cpu" else None
+    fast as one huge batch (benchmarks/planning.py); a GPU wants the whole batch at once. In bfloat16 (or
+    float16) the CPU's matmuls run several times faster, so the fixed cost of the small ops between them (the
+    activations, casts, residual and reward: some 20 calls a step) weighs more: 2048 rows share it out
+    (``benchmarks/planning.py --bf16 --chunk-sizes 512 2048``)."""
+    if device.type != "cpu":
+        return None
+    return 2048 if dtype.itemsize == 2 else 512
 
 
 @torch.inference_mode()
@@ -42,7 +47,8 @@ def evaluate_sequences(step: StepFn, task: Task | None, obs: Tensor, actions: Te
         actions: K candidate sequences per environment, (P, K, H, act_dim).
         ensemble_size: E.
         discount: per-step discount of the summed reward; a predicted termination stops the sum.
-        chunk_size: particle rows (of P*K*particles) rolled out together; -1 picks the device's default, None all.
+        chunk_size: particle rows (of P*K*particles) rolled out together; -1 picks the device's default (for
+            the autocast dtype where autocast is on), None all.
         particles: copies of each candidate per member.
         resample_members: TS1: reassign every particle to a random member at every step.
         generator: the stream of TS1's member choices.
@@ -53,7 +59,9 @@ def evaluate_sequences(step: StepFn, task: Task | None, obs: Tensor, actions: Te
     p, k, horizon, act_dim = actions.shape
     n = p * k * particles
     if chunk_size == -1:
-        chunk_size = default_chunk_size(obs.device)
+        dev = obs.device.type
+        chunk_size = default_chunk_size(obs.device, torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev)
+                                        else obs.dtype)
     chunk_size = n if chunk_size is None else chunk_size
     starts = obs.repeat_interleave(k * particles, dim=0)  # (N, obs_dim), a candidate's particles side by side
     acts = actions.reshape(p * k, horizon, act_dim)
