@@ -38,10 +38,10 @@ def build(args: argparse.Namespace) -> MPCAgent:
         from planners_checkpoint import load_model
 
         model_args, state = load_model(args.checkpoint)
-        agent = MPCAgent(planner=planner, **model_args)
+        agent = MPCAgent(planner=planner, bf16=False, **model_args)  # float32: its denormals are the point
         agent.load_state_dict(state)
         return agent.eval()
-    agent = MPCAgent(planner=planner, **PETS_IP).eval()
+    agent = MPCAgent(planner=planner, bf16=False, **PETS_IP).eval()
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in agent.named_parameters():

@@ -106,7 +106,7 @@ def main() -> None:
         if args.dynamics == "sim":
             policy = MPCPolicy(simulator_step(envs[0]), 1, None, planner, low, high, args.episodes, chunk_size=None)
         else:
-            agent = MPCAgent(planner=planner, **model_args)
+            agent = MPCAgent(planner=planner, bf16=False, **model_args)  # float32, as docs/ quotes it
             agent.load_state_dict(state)
             agent.eval()
             if heads == "true":

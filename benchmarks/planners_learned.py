@@ -77,7 +77,7 @@ def main() -> None:
     rows = []
     for name, (planner, propagation, particles) in runs.items():
         agent = MPCAgent(4, 2, planner=planner, ensemble_size=5, hidden_size=128, num_layers=2, loss="nll",
-                         propagation=propagation, num_particles=particles)
+                         propagation=propagation, num_particles=particles, bf16=False)  # float32, as docs/ quotes it
         agent.load_state_dict(model.state_dict())
         agent.eval()
         policy = agent.mpc_policy(get_task(ENV_ID), low, high, max_envs=args.episodes, seed=0)

@@ -144,6 +144,75 @@ def test_folded_step_under_autocast_runs_bf16_matmuls_with_float32_states():
     assert (bf16 - fp32).abs().max() <= 3 * (reference - fp32).abs().max()
 
 
+@pytest.mark.parametrize("num_layers,activation", [(2, "relu"), (2, "tanh"), (1, "gelu"), (0, "relu")])
+def test_bf16_folded_step_matches_float32_to_bf16_tolerance(num_layers, activation):
+    """The bfloat16 step (weights cast once per snapshot, hidden activations in bfloat16 buffers, a ReLU on the
+    bits) predicts the float32 step's delta to a few bfloat16 roundings, in float32 states, inputs untouched."""
+    torch.manual_seed(0)
+    model = fitted(DynamicsEnsemble(OBS, ACT, ensemble_size=3, hidden_size=64, num_layers=num_layers,
+                                    activation=activation))
+    step = model.folded_step()
+    g = torch.Generator().manual_seed(1)
+    for n in (100, 37):  # a smaller row count views the front of the same buffers
+        obs, act = torch.randn(3, n, OBS, generator=g) * 3, torch.rand(n, ACT, generator=g) * 2 - 1
+        obs_before = obs.clone()
+        fp32 = step(obs, act).clone()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = step(obs, act)
+            assert step.weights(torch.bfloat16) is step.weights(torch.bfloat16)  # cast once, then cached
+        assert bf16.dtype == torch.float32 and torch.equal(obs, obs_before)
+        assert all(w.dtype == torch.bfloat16 for w in step.weights(torch.bfloat16))
+        delta = fp32 - obs
+        # bfloat16 keeps 8 significant bits (eps 2^-8): within 2^-7 of the largest delta; seen: 1e-3 to 2.4e-3
+        torch.testing.assert_close(bf16 - obs, delta, rtol=0.0, atol=2**-7 * float(delta.abs().max()))
+        assert not torch.equal(bf16, fp32)  # the matmuls did run in bfloat16
+
+
+def test_relu_on_the_bits_is_relu():
+    from mbrl_lightning.models.folded import _relu_bits_
+
+    for dtype in (torch.bfloat16, torch.float16):
+        x = torch.cat([torch.randn(1000) * 10, torch.tensor([0.0, -0.0, 1e-30, -1e-30, float("inf"),
+                                                               float("-inf")])]).to(dtype)
+        want = torch.relu(x.float())
+        got = _relu_bits_(x)
+        assert got.data_ptr() == x.data_ptr() and got.dtype == dtype
+        assert torch.equal(got.float(), want)
+        assert not torch.signbit(got).any()  # -0.0 became +0.0
+
+
+def test_bf16_planning_picks_a_plan_whose_return_is_close_to_float32s():
+    """Behaviour, not timing: on a fixed model and seed, random shooting in bfloat16 ranks the same candidates
+    (same stream) by bfloat16 returns; the plan it picks scores, by the float32 rollout, within a small part of
+    the candidates' spread of float32's pick. CEM's plan (its own populations) scores close to float32's too."""
+    torch.manual_seed(0)
+    agents = {bf16: fitted(MPCAgent(OBS, ACT, planner=RandomShooting(horizon=8, num_sequences=400), ensemble_size=3,
+                                    hidden_size=64, bf16=bf16), seed=4) for bf16 in (False, True)}
+    agents[True].load_state_dict(agents[False].state_dict())
+    obs = torch.randn(3, OBS, generator=torch.Generator().manual_seed(5)) * 2
+    low, high = -torch.ones(ACT), torch.ones(ACT)
+    step = agents[False].folded_step()
+
+    def score(plans):  # float32 return of each env's plan, (P,)
+        return evaluate_sequences(step, CHEETAH, obs, plans.unsqueeze(1), 3).squeeze(1)
+
+    for planner in (RandomShooting(horizon=8, num_sequences=400), CEM(horizon=8, num_sequences=400,
+                                                                      num_iterations=3, num_elites=20)):
+        plans = {}
+        for bf16, agent in agents.items():
+            agent.planner = planner
+            policy = agent.mpc_policy(CHEETAH, low, high, max_envs=3, seed=7)
+            assert policy.bf16 is bf16
+            policy.act(obs, torch.arange(3))
+            plans[bf16] = policy.plans.clone()
+        # the spread of float32 returns over uniform random candidates: the scale of "close"
+        candidates = torch.rand(3, 400, 8, ACT, generator=torch.Generator().manual_seed(9)) * 2 - 1
+        returns = evaluate_sequences(step, CHEETAH, obs, candidates, 3)
+        spread = returns.max(1).values - returns.median(1).values
+        gap = score(plans[False]) - score(plans[True])
+        assert (gap.abs() <= 0.1 * spread).all(), (gap, spread)
+
+
 def test_cpu_bf16_detection_agrees_with_cpuinfo():
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
@@ -155,7 +224,8 @@ def test_cpu_bf16_detection_agrees_with_cpuinfo():
 
 def test_bf16_setting_is_checked():
     assert MPCAgent(OBS, ACT, bf16=True).planning_bf16() is True
-    assert MPCAgent(OBS, ACT).planning_bf16() is False  # the default stays float32
+    assert MPCAgent(OBS, ACT, bf16=False).planning_bf16() is False
+    assert MPCAgent(OBS, ACT).planning_bf16() is cpu_has_bf16()  # the default is auto: bf16 where it is native
     with pytest.raises(ValueError, match="bf16"):
         MPCAgent(OBS, ACT, bf16="yes")
 

@@ -97,7 +97,8 @@ def test_mpc_on_an_env_without_reward_needs_the_learned_reward():
         assert "learn_reward" in str(err)
     else:
         raise AssertionError("planning without any reward function must fail")
-    learned = MPCAgent(3, 1, planner=RandomShooting(3, 10), ensemble_size=2, hidden_size=8, learn_reward=True)
+    learned = MPCAgent(3, 1, planner=RandomShooting(3, 10), ensemble_size=2, hidden_size=8, learn_reward=True,
+                      bf16=False)
     policy = learned.mpc_policy(None, low, high, 1)
     obs = torch.randn(1, 3)
     acts = torch.rand(1, 10, 3, 1) * 2 - 1

@@ -106,7 +106,7 @@ def test_bf16_planning_ranks_candidates_like_float32():
     from mbrl_lightning.agents import MPCAgent
 
     torch.manual_seed(0)
-    agent = MPCAgent(6, 6, planner=RandomShooting(5, 200), ensemble_size=2, hidden_size=64).eval()
+    agent = MPCAgent(6, 6, planner=RandomShooting(5, 200), ensemble_size=2, hidden_size=64, bf16=False).eval()
     policies = [agent.mpc_policy(TASK, LOW, HIGH, 2) for _ in range(2)]
     policies[1].bf16 = True
     obs, actions = torch.randn(2, 6), torch.rand(2, 200, 5, 6) * 2 - 1

@@ -399,6 +399,29 @@ def test_tables_hold_what_the_runs_logged(logged):
         "inside", "above", "below")
 
 
+def test_bf16_runs_are_set_beside_the_float32_runs_of_their_name(logged, tmp_path):
+    """``bf16_<name>`` runs (issue 32's whole runs planning in bfloat16) get a column beside ``<name>``'s runs: the
+    float32 run's returns, and the bf16 runs' mean (min to max) over their seeds."""
+    from mbrl_lightning.report import build_tables
+    from mbrl_lightning.report.tables import fmt
+
+    logs, captured = logged
+    shutil.copytree(logs / "halfcheetah_multi_iter", tmp_path / "halfcheetah_multi_iter")
+    shutil.copytree(logs / "reacher_ablation" / "version_0", tmp_path / "bf16_halfcheetah_multi_iter" / "version_0")
+    shutil.copytree(logs / "reacher_ablation__seed=1" / "version_0",
+                    tmp_path / "bf16_halfcheetah_multi_iter" / "version_1")
+    tables = {t.key: t for t in build_tables(build_report(load_runs(tmp_path)))}
+    table = tables["bf16-runs"]
+    assert table.header == ["iteration", "halfcheetah_multi_iter, float32",
+                            "bf16_halfcheetah_multi_iter (2 seeds), bfloat16"]
+    fp32 = captured["halfcheetah_multi_iter"]["returns"]
+    seeds = np.array([captured["reacher_ablation"]["returns"], captured["reacher_ablation__seed=1"]["returns"]])
+    assert [row[1].split(" ± ")[0] for row in table.rows] == [fmt(r) for r in fp32]
+    assert [row[2] for row in table.rows] == [f"{fmt(m)} ({fmt(lo)} to {fmt(hi)})" for m, lo, hi in
+                                              zip(seeds.mean(0), seeds.min(0), seeds.max(0), strict=True)]
+    assert "bf16-runs" not in {t.key for t in build_tables(build_report(load_runs(logs)))}  # no bf16_ run there
+
+
 def test_gap_table_sets_published_means_and_reference_points_beside_ours():
     """At the gap steps: ours (with our share of the published mean of the same method), the published means
     (SAC with its seeds' min-max) and the side-by-side reference measurements, where their steps match."""

@@ -34,14 +34,15 @@ class MPCAgent(DynamicsEnsemble):
             member at every step.
         num_particles: PETS' P, particles per candidate (a multiple of ``ensemble_size``); ``None``: one per
             member.
-        chunk_size: candidate rows rolled out at once; -1 = the device's default (512 on CPU, all on GPU),
+        chunk_size: candidate rows rolled out at once; -1 = the device's default (512 on CPU, 2048 when planning in
+            bfloat16 there; all on GPU),
             None = all. A speed setting only: with mean propagation the plans do not depend on it (sampled
             particles and TS1 draw their noise per chunk, so there only the statistics are the same).
-        bf16: plan with bfloat16 matmuls (autocast; states and rewards stay float32). About 2.5x faster on
-            CPUs with AVX512-BF16 (or AMX) and on recent GPUs, but some 30x *slower* on CPUs without them
-            (a warning says so); its effect on returns is in the README. ``"auto"``: bfloat16 where the device
-            has native bfloat16 matmuls (AVX512-BF16/AMX, a CUDA GPU with bf16), float32 elsewhere; the choice
-            is printed once. The default stays float32 until bf16's effect on returns is measured.
+        bf16: ``"auto"`` (the default): bfloat16 matmuls where the device has native ones (AVX512-BF16/AMX on a
+            CPU, a CUDA GPU with bf16), float32 elsewhere; the choice is printed once. Measured paired on the
+            same starts, bf16 planning's return differs from float32's by less than its noise (docs/performance.md,
+            "bf16 and the return"). ``true``: bfloat16 matmuls everywhere (states and rewards stay float32;
+            some 30x *slower* on CPUs without native bf16, and a warning says so); ``false``: float32.
         ensemble_size: members E of the dynamics ensemble (the brief's ``ensemble_size``).
         hidden_size: units per hidden layer of each member's MLP.
         num_layers: hidden layers of each member's MLP (0: a linear model).
@@ -54,7 +55,7 @@ class MPCAgent(DynamicsEnsemble):
     def __init__(self, obs_dim: int, act_dim: int, planner: ActionOptimizer | None = None,
                  discount: float = 1.0, propagation: Literal["mean", "ts_inf", "ts1"] = "mean",
                  num_particles: int | None = None, chunk_size: int | None = -1,
-                 bf16: bool | Literal["auto"] = False,
+                 bf16: bool | Literal["auto"] = "auto",
                  ensemble_size: int = 3, hidden_size: int = 250, num_layers: int = 2, activation: str = "relu",
                  lr: float = 1e-3, weight_decay: float | list[float] = 0.0, loss: Literal["mse", "nll"] = "mse",
                  learn_reward: LearnFlag = "auto", learn_termination: LearnFlag = "auto") -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbrl_lightning.report.figures import FigureSpec, ReportData, Series, _eval_series
+from mbrl_lightning.report.figures import FigureSpec, ReportData, Series, _eval_series, _group_label
 from mbrl_lightning.report.published import GAP_STEPS, published_for, references_for, task_of
 from mbrl_lightning.report.runs import Run, group_seeds
 
@@ -198,17 +198,21 @@ def _series_at(series: Series) -> dict[float, int]:
     return {float(x): i for i, x in enumerate(series.x)}
 
 
+def _iteration_rows(series: list[Series]) -> list[list[str]]:
+    """One row per iteration any series has, one ``mean ± std`` / ``mean (min to max)`` cell per series."""
+    xs = sorted({float(x) for s in series for x in s.x})
+    index = [_series_at(s) for s in series]
+    return [[fmt(x, "g")] + [_pm(s, idx[x]) if x in idx else "" for s, idx in zip(series, index, strict=True)]
+            for x in xs]
+
+
 def iteration_table(data: ReportData, figure_key: str, key: str, title: str) -> Table | None:
     """Each series of a figure per iteration (rows) and line (columns): ``mean ± std over episodes``."""
     spec = _figure(data, figure_key)
     if spec is None:
         return None
     series = [s for p in spec.panels for s in p.series]
-    xs = sorted({float(x) for s in series for x in s.x})
-    index = [_series_at(s) for s in series]
-    rows = [[fmt(x, "g")] + [_pm(s, idx[x]) if x in idx else "" for s, idx in zip(series, index, strict=True)]
-            for x in xs]
-    return Table(key, title, ["iteration", *(s.label for s in series)], rows,
+    return Table(key, title, ["iteration", *(s.label for s in series)], _iteration_rows(series),
                  "Evaluation return after each iteration ± its std over the evaluation episodes "
                  f"({_link(spec, 'figure')}).", ["---:"] * (len(series) + 1))
 
@@ -417,6 +421,28 @@ def speed_table(data: ReportData) -> Table | None:
                  ["---", "---:", "---:", "---:", "---:", "---:", "---:"])
 
 
+def bf16_runs_table(data: ReportData) -> Table | None:
+    """Whole MPC runs that planned in bfloat16 (logger name ``bf16_<name>``) beside the float32 runs of ``<name>``,
+    per iteration: the run-level half of bf16's effect on returns (the paired half is benchmarks/bf16_returns.py)."""
+    series = []
+    for name in sorted({r.name for r in data.runs if r.name.startswith("bf16_")}):
+        pair = []
+        for run_name, precision in ((name.removeprefix("bf16_"), "float32"), (name, "bfloat16")):
+            groups, _ = group_seeds([r for r in data.runs if r.name == run_name and r.has("eval/return")])
+            if groups:
+                pair.append(_eval_series(f"{_group_label(groups[0])}, {precision}", groups[0]))
+        if len(pair) == 2:
+            series += pair
+    if not series:
+        return None
+    return Table("bf16-runs", "Whole runs planning in bfloat16 beside float32",
+                 ["iteration", *(s.label for s in series)], _iteration_rows(series),
+                 "Evaluation return after each iteration: one run ± its std over the evaluation episodes, or the "
+                 "mean over seeds (min to max). Each pair has the same config but for the planning precision "
+                 "(`--model.init_args.bf16 true`) and the number of iterations.",
+                 ["---:"] * (len(series) + 1))
+
+
 def build_tables(data: ReportData) -> list[Table]:
     """Every table the runs allow, in the report's order."""
     tables = [results_table(data), problem1_table(data),
@@ -424,7 +450,8 @@ def build_tables(data: ReportData) -> list[Table]:
               ablation_table(data),
               iteration_table(data, "problem5_cem", "problem5", "Problem 5: return per iteration"),
               iteration_table(data, "problem6_mbpo", "problem6", "Problem 6: return per iteration"),
-              standard_tasks_table(data), *gap_tables(data), wall_time_table(data), speed_table(data)]
+              standard_tasks_table(data), *gap_tables(data), wall_time_table(data), speed_table(data),
+              bf16_runs_table(data)]
     return [t for t in tables if t is not None]
 
 
