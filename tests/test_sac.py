@@ -1,5 +1,6 @@
 """SAC: the squashed-Gaussian density, the critic backups, learning a standard task, checkpoint round trips."""
 
+import copy
 import math
 
 import numpy as np
@@ -138,6 +139,42 @@ def test_update_moves_targets_by_polyak_average():
         assert torch.allclose(new, 0.9 * old + 0.1 * online, atol=1e-6)
     assert sac.temperature.item() != alpha  # learned temperature took a step
     assert set(metrics) >= {"sac/critic_loss", "sac/actor_loss", "sac/q_mean", "sac/entropy", "sac/temperature"}
+
+
+def test_one_backward_of_the_summed_losses_steps_as_one_backward_per_loss():
+    """``step_optimizers`` backwards the actor and temperature losses together: the weights, optimiser states and
+    metrics after several updates are bit for bit those of a zero_grad and a backward per optimiser."""
+
+    def one_backward_per_loss(self, *steps):  # the reference: what step_optimizers did before
+        for opt, _ in steps:
+            opt.zero_grad(set_to_none=True)
+        for _, loss in steps:
+            loss.backward()
+        for opt, _ in steps:
+            opt.step()
+
+    torch.manual_seed(0)
+    sac = SAC(obs_dim=5, act_dim=2, hidden_size=32, learn_temperature=True)
+    reference = copy.deepcopy(sac)
+    reference.step_optimizers = one_backward_per_loss.__get__(reference)
+    g = torch.Generator().manual_seed(1)
+    batches = [{"obs": torch.randn(64, 5, generator=g), "act": torch.rand(64, 2, generator=g) * 2 - 1,
+                "next_obs": torch.randn(64, 5, generator=g), "reward": torch.randn(64, generator=g),
+                "terminated": torch.rand(64, generator=g) < 0.1} for _ in range(5)]
+    results = []
+    for agent in (sac, reference):
+        bare_updates(agent)
+        torch.manual_seed(2)  # the actions the updates sample
+        metrics = [agent.update(batch) for batch in batches]
+        results.append((agent.state_dict(), [opt.state_dict()["state"] for opt in agent.optimizers()], metrics))
+    (weights, states, metrics), (ref_weights, ref_states, ref_metrics) = results
+    assert weights.keys() == ref_weights.keys()
+    assert all(torch.equal(weights[k], ref_weights[k]) for k in weights)
+    for state, ref_state in zip(states, ref_states, strict=True):
+        for i in ref_state:
+            assert all(torch.equal(state[i][k], ref_state[i][k]) for k in ref_state[i])
+    assert all(torch.equal(m[k], r[k]) for m, r in zip(metrics, ref_metrics, strict=True) for k in r)
+    assert not torch.equal(weights["log_alpha"], torch.tensor(math.log(0.05)))  # the temperature did move
 
 
 def test_sac_learns_inverted_pendulum_beyond_any_random_return(tmp_path):

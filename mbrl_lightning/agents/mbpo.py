@@ -260,8 +260,10 @@ class MBPO(SAC):
         E, B, n = self.dynamics.ensemble_size, self.hparams.model_batch_size, data["obs"].shape[0]
         losses = torch.zeros(steps)
         for step in range(steps):
-            idx = torch.randint(n, (E, B), generator=self.generator)
-            objective, mse = self.dynamics.member_losses({k: v[idx].to(self.device) for k, v in data.items()})
+            idx = torch.randint(n, (E, B), generator=self.generator).view(-1)
+            # the rows v[idx] gives, gathered by index_select (a row copy; advanced indexing goes element by element)
+            batch = {k: v.index_select(0, idx).view(E, B, *v.shape[1:]).to(self.device) for k, v in data.items()}
+            objective, mse = self.dynamics.member_losses(batch)
             loss = objective.sum()  # members are independent: summing keeps each member's gradient its own
             self.step_optimizers((opt, loss))
             losses[step] = mse.detach().mean().cpu()
