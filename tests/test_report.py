@@ -422,6 +422,18 @@ def test_bf16_runs_are_set_beside_the_float32_runs_of_their_name(logged, tmp_pat
     assert "bf16-runs" not in {t.key for t in build_tables(build_report(load_runs(logs)))}  # no bf16_ run there
 
 
+def test_a_mean_over_seeds_says_how_many_seeds_reached_each_point():
+    """Where only some seeds got as far (runs still going), the cell names how many, not a band of one."""
+    from mbrl_lightning.report.figures import aggregate
+    from mbrl_lightning.report.tables import _pm
+
+    three = [(np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0, 30.0]), None),
+             (np.array([1.0, 2.0]), np.array([12.0, 24.0]), None),
+             (np.array([1.0]), np.array([14.0]), None)]
+    s = aggregate("mbpo", three, ["a/version_0", "a/version_1", "a/version_2"])
+    assert [_pm(s, i) for i in range(3)] == ["12 (10 to 14)", "22 (20 to 24; 2 of 3 seeds)", "30 (1 of 3 seeds)"]
+
+
 def test_gap_table_sets_published_means_and_reference_points_beside_ours():
     """At the gap steps: ours (with our share of the published mean of the same method), the published means
     (SAC with its seeds' min-max) and the side-by-side reference measurements, where their steps match."""

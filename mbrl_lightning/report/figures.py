@@ -38,6 +38,7 @@ class Series:
     runs: list[str] = field(default_factory=list)
     spread: str = ""
     style: str = "-"  # matplotlib line style; published curves are dashed
+    count: np.ndarray | None = None  # runs that reached each x (a mean over seeds; None: one run)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def aggregate(label: str, curves: list[tuple[np.ndarray, np.ndarray, np.ndarray 
     for i, (x, y, _) in enumerate(curves):
         stacked[i, np.searchsorted(xs, x)] = y
     return Series(label, xs, np.nanmean(stacked, axis=0), np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0),
-                  runs=runs, spread=f"min-max over {len(curves)} seeds")
+                  runs=runs, spread=f"min-max over {len(curves)} seeds", count=(~np.isnan(stacked)).sum(axis=0))
 
 
 def _group_label(group: list[Run]) -> str:

@@ -105,7 +105,11 @@ def _pm(series: Series, i: int) -> str:
     if series.lo is None or series.hi is None:
         return y
     if series.spread.startswith("min-max"):
-        return f"{y} ({fmt(float(series.lo[i]))} to {fmt(float(series.hi[i]))})"
+        n, of = (int(series.count[i]), len(series.runs)) if series.count is not None else (0, 0)
+        if n == 1:  # only some seeds got this far: say so rather than a band of one
+            return f"{y} (1 of {of} seeds)"
+        seeds = f"; {n} of {of} seeds" if n < of else ""
+        return f"{y} ({fmt(float(series.lo[i]))} to {fmt(float(series.hi[i]))}{seeds})"
     return f"{y} ± {fmt(float(series.hi[i] - series.y[i]), '.3g')}"
 
 
