@@ -28,10 +28,10 @@ from optimizers import EpisodeReturn  # benchmarks/
 from planners_checkpoint import load_model  # benchmarks/
 
 from mbrl_lightning.agents import MPCAgent
-from mbrl_lightning.agents.mpc import cpu_has_bf16
 from mbrl_lightning.data import collect
 from mbrl_lightning.envs import find_task, make
 from mbrl_lightning.planning.optimizers import ActionOptimizer
+from mbrl_lightning.precision import cpu_has_bf16
 
 PRECISIONS = ("float32", "bf16")
 

@@ -1,8 +1,9 @@
 """Milliseconds per SAC update and seconds per dynamics training of MBPO at the Hopper config's sizes
-(configs/mbpo/hopper.yaml: its agent, model and data settings, read from the file), float32, inside a real Trainer.
+(configs/mbpo/hopper.yaml: its agent, model and data settings, read from the file), float32 (``--train-bf16``: the
+model trains in bfloat16), inside a real Trainer.
 
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/mbpo_hopper.py [--part sac model] [--sac-rows 26000]
-        [--updates 2000] [--rows 30000 100000] [--epochs 5] [--profile]
+        [--updates 2000] [--rows 30000 100000] [--epochs 5] [--profile] [--train-bf16]
 
 ``sac``: the real buffer holds ``--sac-rows`` Hopper-sized transitions and the model pool 4 rounds x 100k rollouts
 (L = 1, as at 26k env steps); ``--updates`` updates of a 20000-update epoch run as in a run (the DataModule's batches,
@@ -78,13 +79,23 @@ def transitions(n: int, seed: int, obs_dim: int = 11, act_dim: int = 3) -> dict[
             "terminated": torch.rand(n, generator=g) < 0.002}
 
 
-def build(rows: int, **overrides) -> tuple[MBPO, ReplayDataModule]:
+def run_transitions(checkpoint: str, rows: int | None = None) -> dict[str, torch.Tensor]:
+    """The first ``rows`` (all: ``None``) real transitions in an MBPO run's checkpoint (its replay buffer)."""
+    buffer = torch.load(checkpoint, map_location="cpu", weights_only=False)["ReplayDataModule"]["buffer"]
+    n = buffer["size"] if rows is None else min(rows, buffer["size"])
+    return {k: buffer[k][:n] for k in ("obs", "act", "next_obs", "reward", "terminated")}
+
+
+def build(rows: int, data: dict[str, torch.Tensor] | None = None, seed: int = 0, dynamics: dict | None = None,
+          **overrides) -> tuple[MBPO, ReplayDataModule]:
+    """The Hopper config's agent and DataModule holding ``rows`` synthetic transitions (or ``data``), its weights and
+    its batch stream drawn with ``seed``; ``dynamics`` and ``overrides`` replace settings of the model and agent."""
     agent_args, dynamics_args, data_args = hopper_settings()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     dm = ReplayDataModule(**data_args)
-    dm.add(transitions(rows, seed=1))
-    agent = MBPO(dm.obs_dim, dm.act_dim, dynamics=partial(DynamicsEnsemble, **dynamics_args),
-                 **{**agent_args, **overrides})
+    dm.add(transitions(rows, seed=1) if data is None else data)
+    agent = MBPO(dm.obs_dim, dm.act_dim, dynamics=partial(DynamicsEnsemble, **{**dynamics_args, **(dynamics or {})}),
+                 **{**agent_args, "seed": seed, **overrides})
     return agent, dm
 
 
@@ -212,8 +223,8 @@ class TrainModel(pl.Callback):
         module.last_training_env_steps = module.real_buffer.total_added  # the update that follows trains nothing
 
 
-def bench_model(rows: int, epochs: int, profile: bool, log_dir: str) -> None:
-    agent, dm = build(rows, model_max_epochs=epochs, model_patience=10**9)
+def bench_model(rows: int, epochs: int, profile: bool, log_dir: str, train_bf16: bool = False) -> None:
+    agent, dm = build(rows, dynamics={"train_bf16": train_bf16}, model_max_epochs=epochs, model_patience=10**9)
     timing = TrainModel(profile)
     trainer([CollectInterleaved(num_steps=1, every_n_updates=20), timing, UpdateTimer(1, 0)], log_dir).fit(
         agent, datamodule=dm)
@@ -223,8 +234,10 @@ def bench_model(rows: int, epochs: int, profile: bool, log_dir: str) -> None:
     epoch_cpu = statistics.median(timing.cpu["train_steps"])
     rest = timing.seconds - sum(timing.parts["train_steps"]) - sum(timing.parts["member_errors"])
     loss = timing.metrics["model/held_out_loss"]
-    print(f"model: {rows} rows, {epochs} epochs of {steps} steps (7 x 256): {timing.seconds:.2f} s; per epoch (median) "
-          f"{epoch:.3f} s of steps ({epoch / steps * 1e3:.2f} ms per step; CPU {epoch_cpu / steps * 1e3:.2f}) + "
+    what = "model (bf16 training)" if train_bf16 else "model"
+    print(f"{what}: {rows} rows, {epochs} epochs of {steps} steps (7 x 256): {timing.seconds:.2f} s; per epoch "
+          f"(median) {epoch:.3f} s of steps ({epoch / steps * 1e3:.2f} ms per step, CPU "
+          f"{epoch_cpu / steps * 1e3:.2f}) + "
           f"{held_out * 1e3:.0f} ms held-out evaluation; {rest * 1e3:.0f} ms outside the epochs (held-out loss "
           f"{loss:.6f})")
 
@@ -238,16 +251,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[30_000, 100_000], help="real rows for the model part")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--train-bf16", action="store_true", help="model part: the dynamics' matmuls in bfloat16 while "
+                        "training (DynamicsEnsemble(train_bf16=True)); evaluation stays float32")
     args = parser.parse_args()
     import mbrl_lightning
+    precision = "model training in bf16" if args.train_bf16 else "float32"
     print(f"{datetime.date.today()}, {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"float32, {pathlib.Path(mbrl_lightning.__file__).parent}")
+          f"{precision}, {pathlib.Path(mbrl_lightning.__file__).parent}")
     with tempfile.TemporaryDirectory() as log_dir:
         if "sac" in args.part:
             bench_sac(args.sac_rows, args.updates, args.warmup, args.profile, log_dir)
         if "model" in args.part:
             for rows in args.rows:
-                bench_model(rows, args.epochs, args.profile, log_dir)
+                bench_model(rows, args.epochs, args.profile, log_dir, args.train_bf16)
 
 
 if __name__ == "__main__":

@@ -226,7 +226,7 @@ def main() -> None:
 
     import torch
 
-    from mbrl_lightning.agents.mpc import cpu_has_bf16
+    from mbrl_lightning.precision import cpu_has_bf16
 
     torch.set_num_threads(1)
     native_bf16 = cpu_has_bf16()

@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 
 from mbrl_lightning.agents import MPCAgent
-from mbrl_lightning.agents.mpc import cpu_has_bf16
 from mbrl_lightning.envs import get_task
 from mbrl_lightning.planning import CEM, MPCPolicy, RandomShooting
 from mbrl_lightning.planning.rollout import default_chunk_size
+from mbrl_lightning.precision import cpu_has_bf16
 
 OBS, ACT, HIDDEN, E = 21, 6, 250, 3
 WIDTHS = (OBS + ACT, HIDDEN, HIDDEN, OBS)

@@ -1,6 +1,6 @@
 """SAC update speed on the cheetah shapes, beside the same run's measured matmul rate on the update's own shapes.
 
-    python benchmarks/sac.py [--threads 1 2] [--repeats 5] [--updates 50] [--compile]
+    python benchmarks/sac.py [--threads 1 2] [--repeats 5] [--updates 50] [--compile] [--bf16]
 
 For SAC at batch 256 with 2 x 256 MLPs and the brief's config (batch 1500, 3 x 128 MLPs), both with 2 critics
 and a learned temperature, at each thread count (``torch.set_num_threads``): milliseconds per full update
@@ -10,7 +10,9 @@ bare in the same run (every forward, weight-gradient and input-gradient matmul o
 practical limit of a matmul-bound update). Updates and bare matmuls alternate; rates are the best of each and the
 fraction is the median of the paired ratios, so a machine shared with other work still gives a meaningful one.
 ``--compile`` runs the update's forward pieces (critic target, Q values, action sampling) through
-``torch.compile`` (inductor), the fusion of the elementwise work that the eager update cannot do.
+``torch.compile`` (inductor), the fusion of the elementwise work that the eager update cannot do. ``--bf16`` also
+times the update under ``torch.autocast`` to bfloat16 (matmuls in bf16, weights and Adam in float32), alternating
+with the float32 one, and prints both (worth it only on a CPU with native bf16: AVX512-BF16 or AMX).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from planning import cpu_model  # benchmarks/planning.py: this script's folder is first on sys.path
 
 from mbrl_lightning.agents import SAC
+from mbrl_lightning.precision import cpu_has_bf16
 
 OBS, ACT, CRITICS = 21, 6, 2  # mbrl/Cheetah-v0
 CONFIGS = {"batch 256, 2 x 256": (256, 256, 2), "brief: batch 1500, 3 x 128": (1500, 128, 3)}
@@ -74,8 +77,9 @@ def matmul_fn(matmuls: list[Matmul], updates: int):
     return run
 
 
-def update_fn(batch_size: int, hidden: int, layers: int, updates: int, compile: bool = False):
-    """``updates`` full SAC updates as ``training_step`` runs them, on a bare module (its raw optimisers)."""
+def update_fn(batch_size: int, hidden: int, layers: int, updates: int, compile: bool = False, bf16: bool = False):
+    """``updates`` full SAC updates as ``training_step`` runs them, on a bare module (its raw optimisers);
+    ``bf16``: under autocast to bfloat16."""
     sac = SAC(OBS, ACT, hidden_size=hidden, num_layers=layers, num_critics=CRITICS, learn_temperature=True)
     if compile:  # the pieces with autograd through them; the optimiser steps stay eager (fused Adam)
         for name in ("critic_target", "q_values", "sample_action"):
@@ -89,8 +93,9 @@ def update_fn(batch_size: int, hidden: int, layers: int, updates: int, compile: 
              "terminated": torch.rand(batch_size, generator=g) < 0.01}
 
     def run() -> None:
-        for _ in range(updates):
-            sac._accumulate(sac.update(batch))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for _ in range(updates):
+                sac._accumulate(sac.update(batch))
 
     return run
 
@@ -101,13 +106,33 @@ def seconds(fn) -> float:
     return time.perf_counter() - start
 
 
+def bf16_versus_float32(args: argparse.Namespace) -> None:
+    """ms per update in float32 and under bf16 autocast, alternating, best of ``repeats`` each."""
+    print(f"{datetime.date.today()}, {cpu_model()}, native bf16: {cpu_has_bf16()}, torch {torch.__version__}, "
+          f"{OBS}-d obs, {ACT}-d actions, {CRITICS} critics, learned temperature")
+    print(f"{'threads':>7} {'config':<28} {'float32 ms':>10} {'bf16 ms':>8} {'bf16 / float32':>14}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name, (batch, hidden, layers) in CONFIGS.items():
+            fns = [update_fn(batch, hidden, layers, args.updates, bf16=bf16) for bf16 in (False, True)]
+            for fn in fns:
+                fn()  # warm-up
+            times = [[seconds(fn) for fn in fns] for _ in range(args.repeats)]
+            fp32, bf16 = (min(t[i] for t in times) / args.updates * 1e3 for i in (0, 1))
+            print(f"{threads:>7} {name:<28} {fp32:>10.2f} {bf16:>8.2f} {bf16 / fp32:>14.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--updates", type=int, default=50, help="updates per timed repeat")
     parser.add_argument("--compile", action="store_true", help="torch.compile the update's forward pieces")
+    parser.add_argument("--bf16", action="store_true", help="also time the update under bf16 autocast")
     args = parser.parse_args()
+    if args.bf16:
+        bf16_versus_float32(args)
+        return
     print(f"{datetime.date.today()}, {cpu_model()}, torch {torch.__version__}, float32, {OBS}-d obs, {ACT}-d actions, "
           f"{CRITICS} critics, learned temperature{', torch.compile' if args.compile else ''}")
     print(f"{'threads':>7} {'config':<28} {'ms/update':>9} {'GFLOP/s':>8} {'matmul GFLOP/s':>14} {'fraction':>8}")

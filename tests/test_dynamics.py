@@ -1,5 +1,6 @@
 """The ensemble dynamics model: batched layers, normalisation, fitting a known system, member independence."""
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -97,3 +98,65 @@ def test_gaussian_nll_learns_bounded_variance(tmp_path):
     # the learned std of the noisy dims, in original units, is near the true 0.02
     std = (0.5 * logvar[..., :3]).exp() * model.delta_norm.std[:3]
     assert 0.01 < std.mean() < 0.04, std.mean()
+
+
+def test_train_bf16_fits_as_well_as_float32_and_predicts_in_float32(tmp_path):
+    """``train_bf16``: the training passes' matmuls in bfloat16 (autocast), weights and evaluation in float32; the
+    fitted model's held-out error is of float32's order (docs/performance.md measures it on Hopper)."""
+    errors = {}
+    for bf16 in (False, True):
+        pl.seed_everything(0)
+        dm = ReplayDataModule("mbrl/Obstacles-v0", batch_size=128, steps_per_epoch=300, capacity=5000)
+        dm.add(linear_system(4000, seed=1))
+        model = DynamicsEnsemble(dm.obs_dim, dm.act_dim, ensemble_size=2, hidden_size=32, num_layers=2, lr=3e-3,
+                                 train_bf16=bf16)
+        assert model.training_bf16() is bf16
+        fit(model, dm, tmp_path)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        test = linear_system(1000, seed=2)
+        model.train()  # training mode: the pass runs through autocast where train_bf16 is set
+        batch = {k: v.expand(2, *v.shape) for k, v in test.items()}
+        train_mean = model.heads(batch["obs"], batch["act"])[0]
+        model.eval()
+        with torch.no_grad():
+            eval_mean = model.heads(batch["obs"], batch["act"])[0]
+            pred = model.predict_next(test["obs"], test["act"])
+        assert train_mean.dtype == eval_mean.dtype == pred.dtype == torch.float32
+        gap = (train_mean.detach() - eval_mean).abs().max()
+        if bf16:  # bfloat16 keeps 8 bits of mantissa: the training pass is rounded, evaluation is not
+            assert 0 < gap < 0.1, gap
+        else:
+            assert gap == 0
+        errors[bf16] = (pred - test["next_obs"]).pow(2).mean().item()
+    baseline = (test["next_obs"] - test["obs"]).pow(2).mean().item()
+    assert errors[False] < 0.01 * baseline and errors[True] < 0.01 * baseline, (errors, baseline)
+
+
+def test_train_bf16_auto_follows_the_device_and_bad_values_fail():
+    from mbrl_lightning.precision import device_has_bf16
+
+    model = DynamicsEnsemble(4, 2, train_bf16="auto")
+    assert model.training_bf16() == device_has_bf16(torch.device("cpu"))
+    assert DynamicsEnsemble(4, 2).training_bf16() is False  # float32 unless asked: the brief's runs are unchanged
+    with pytest.raises(ValueError, match="train_bf16"):
+        DynamicsEnsemble(4, 2, train_bf16="yes")
+
+
+def test_training_pass_is_the_same_with_out_of_place_activations():
+    """Training runs its activations out of place (faster backward), prediction in place: the same numbers."""
+    model = DynamicsEnsemble(4, 2, ensemble_size=3, hidden_size=16, num_layers=2, activation="silu")
+    x = torch.randn(3, 10, 6)
+    with torch.no_grad():
+        in_place = model.net(x)
+    model.net.zero_grad()
+    out_of_place = model.net(x)  # weights require grad: the recorded, out-of-place path
+    assert out_of_place.requires_grad and torch.equal(out_of_place.detach(), in_place)
+    out_of_place.square().sum().backward()
+    grads = [p.grad.clone() for p in model.net.parameters()]
+    model.net.zero_grad()
+    y = x
+    for layer in model.net:  # in place, by hand: the gradients must be the same
+        y = layer(y) if isinstance(layer, EnsembleLinear) else layer(y.clone())
+    y.square().sum().backward()
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.net.parameters(), strict=True))
+    assert len(list(model.net.children())) == 5 and "recorded" not in str(model.net.state_dict().keys())

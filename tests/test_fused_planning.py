@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from mbrl_lightning.agents import MPCAgent
-from mbrl_lightning.agents.mpc import cpu_has_bf16, device_has_bf16
 from mbrl_lightning.envs import Task, get_task
 from mbrl_lightning.models import DynamicsEnsemble
 from mbrl_lightning.models.folded import FoldedStep
 from mbrl_lightning.planning import CEM, MPCPolicy, RandomShooting, evaluate_sequences
+from mbrl_lightning.precision import cpu_has_bf16, device_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEETAH = get_task("mbrl/Cheetah-v0")

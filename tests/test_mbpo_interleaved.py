@@ -206,6 +206,7 @@ def test_tiny_mbpo_run_in_the_authors_mode_end_to_end(tmp_path):
     assert {"model/epochs", "model/held_out_loss", "eval/return", "data/env_steps", "model/trainings"} <= tags
     assert [e.value for e in events.Scalars("data/env_steps")] == [300.0, 310.0, 320.0]
     assert all(1 <= e.value <= 5 for e in events.Scalars("model/epochs"))
+    assert [e.value for e in events.Scalars("model/bf16")] == [0.0] * len(events.Scalars("model/epochs"))  # float32
 
 
 def test_batches_from_the_live_buffer_are_the_ones_drawn_from_the_training_split():

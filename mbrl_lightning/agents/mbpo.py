@@ -251,7 +251,8 @@ class MBPO(SAC):
         self.model_trainings += 1
         self.model_seconds += time.perf_counter() - start
         return {**metrics, "model/train_steps": float(self.model_trained_steps),
-                "model/train_seconds": time.perf_counter() - start}
+                "model/train_seconds": time.perf_counter() - start,
+                "model/bf16": float(self.dynamics.training_bf16())}  # the logs say which trainings ran in bf16
 
     def train_steps(self, data: dict[str, Tensor], steps: int) -> Tensor:
         """``steps`` Adam steps on independent (E, ``model_batch_size``) batches of ``data``; per-step MSE (steps,)."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from functools import cache
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -17,6 +15,7 @@ from mbrl_lightning.models.dynamics import DynamicsEnsemble, LearnFlag, Predicti
 from mbrl_lightning.planning import MPCPolicy, RandomShooting
 from mbrl_lightning.planning.optimizers import ActionOptimizer
 from mbrl_lightning.planning.rollout import StepFn
+from mbrl_lightning.precision import cpu_lacks_bf16, device_has_bf16, device_name
 
 
 class MPCAgent(DynamicsEnsemble):
@@ -50,6 +49,8 @@ class MPCAgent(DynamicsEnsemble):
         lr: Adam learning rate of the dynamics model.
         weight_decay: L2 decay of the layers' weights: one value, or one per layer (PETS/MBPO).
         loss: ``"mse"`` (the brief's deterministic model) or ``"nll"`` (Gaussian with learned variance).
+        learn_reward, learn_termination, train_bf16: as ``DynamicsEnsemble``'s (``train_bf16``: the model's training
+            matmuls in bfloat16; float32 unless set).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, planner: ActionOptimizer | None = None,
@@ -58,9 +59,10 @@ class MPCAgent(DynamicsEnsemble):
                  bf16: bool | Literal["auto"] = "auto",
                  ensemble_size: int = 3, hidden_size: int = 250, num_layers: int = 2, activation: str = "relu",
                  lr: float = 1e-3, weight_decay: float | list[float] = 0.0, loss: Literal["mse", "nll"] = "mse",
-                 learn_reward: LearnFlag = "auto", learn_termination: LearnFlag = "auto") -> None:
+                 learn_reward: LearnFlag = "auto", learn_termination: LearnFlag = "auto",
+                 train_bf16: bool | Literal["auto"] = False) -> None:
         super().__init__(obs_dim, act_dim, ensemble_size, hidden_size, num_layers, activation, lr, weight_decay,
-                         loss, learn_reward, learn_termination)
+                         loss, learn_reward, learn_termination, train_bf16)
         if propagation not in ("mean", "ts_inf", "ts1"):
             raise ValueError(f"propagation must be 'mean', 'ts_inf' or 'ts1', got {propagation!r}")
         self.particles = self._particles_per_member(propagation, num_particles, ensemble_size, loss)
@@ -141,46 +143,6 @@ class MPCAgent(DynamicsEnsemble):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # plain types only: which planner made this run (its settings live in the run's config.yaml too)
         checkpoint["planner"] = {"class": type(self.planner).__name__, **vars(self.planner)}
-
-
-@cache
-def cpu_has_bf16() -> bool:
-    """Native bfloat16 matmuls on this CPU (AVX512-BF16 or AMX), as torch detects them; else from /proc/cpuinfo."""
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if all(callable(check) for check in checks):
-        return any(check() for check in checks)
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_lacks_bf16() -> bool:
-    """True when this CPU has no native bfloat16 matmuls: ``bf16: true`` is then emulated, and slow."""
-    return not cpu_has_bf16()
-
-
-def device_has_bf16(device: torch.device) -> bool:
-    """Whether bfloat16 matmuls run natively (not emulated) on ``device``: what ``bf16: auto`` plans in."""
-    if device.type == "cpu":
-        return cpu_has_bf16()
-    if device.type == "cuda":
-        try:
-            return torch.cuda.is_bf16_supported(including_emulation=False)
-        except TypeError:  # torch < 2.5 has no including_emulation
-            return torch.cuda.is_bf16_supported()
-    return False
-
-
-def device_name(device: torch.device) -> str:
-    """``cuda:0 (NVIDIA H100 ...)`` or ``cpu (AVX512, no AVX512-BF16/AMX)``: what the precision was chosen for."""
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    if device.type == "cpu":
-        return (f"cpu ({torch.backends.cpu.get_cpu_capability()}, "
-                f"{'with' if cpu_has_bf16() else 'no'} AVX512-BF16/AMX)")
-    return str(device)
 
 
 _printed: set[str] = set()

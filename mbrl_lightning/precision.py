@@ -1,0 +1,50 @@
+"""Which precision a device runs natively: bfloat16 matmuls where the hardware has them (AVX512-BF16 or AMX on a
+CPU, a CUDA GPU with bf16), float32 elsewhere. What ``bf16: auto`` (planning) and ``train_bf16: auto`` (dynamics
+training) decide on."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import torch
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matmuls on this CPU (AVX512-BF16 or AMX), as torch detects them; else from /proc/cpuinfo."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(check) for check in checks):
+        return any(check() for check in checks)
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_lacks_bf16() -> bool:
+    """True when this CPU has no native bfloat16 matmuls: ``bf16: true`` is then emulated, and slow."""
+    return not cpu_has_bf16()
+
+
+def device_has_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls run natively (not emulated) on ``device``: what ``bf16: auto`` plans in."""
+    if device.type == "cpu":
+        return cpu_has_bf16()
+    if device.type == "cuda":
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.5 has no including_emulation
+            return torch.cuda.is_bf16_supported()
+    return False
+
+
+def device_name(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100 ...)`` or ``cpu (AVX512, no AVX512-BF16/AMX)``: what the precision was chosen for."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return (f"cpu ({torch.backends.cpu.get_cpu_capability()}, "
+                f"{'with' if cpu_has_bf16() else 'no'} AVX512-BF16/AMX)")
+    return str(device)
