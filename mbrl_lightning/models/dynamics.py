@@ -55,8 +55,8 @@ class DynamicsEnsemble(pl.LightningModule):
         train_bf16: run the network's matmuls in bfloat16 while training (``torch.autocast``; weights, optimiser,
             normalisers and losses stay float32, and held-out evaluation and prediction run in float32).
             ``"auto"``: where the device has native bf16 matmuls (AVX512-BF16/AMX, a CUDA GPU with bf16), float32
-            elsewhere. On the MBPO Hopper config's model it trains some 40 % faster on such a CPU, to the same
-            held-out error within seed noise (docs/performance.md, "bf16 model training").
+            elsewhere. On the MBPO Hopper config's model, on such a CPU, an epoch takes 30 % less time and the
+            held-out error ends some 2 % higher (docs/performance.md, "bfloat16 for the Hopper runs").
     """
 
     def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int = 3, hidden_size: int = 250,
