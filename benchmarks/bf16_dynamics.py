@@ -6,10 +6,13 @@ float32 either way.
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bf16_dynamics.py \\
         --checkpoint runs/mbpo_hopper/version_0/checkpoints/last.ckpt [--rows 37000] [--seeds 0 1 2] [--warm]
 
+``--warm`` starts every training from the checkpoint's model (trained in float32), as a run's next training would:
+its difference is the cost of one training in bf16, not of a whole run's.
+
 Per seed and precision: epochs to early stopping, seconds, seconds per epoch, and the elites' held-out error (the
 normalised-delta MSE plus the reward head's, ``model/held_out_loss``); then the paired bf16 - float32 difference of
 that error, mean ± its standard error over the seeds. The split is the run's own (the DataModule's fixed 20 %).
-Needs a CPU (or GPU) with native bf16 matmuls; on others bfloat16 is emulated and many times slower.
+Runs on the CPU; wants one with native bf16 matmuls (AVX512-BF16 or AMX): elsewhere bfloat16 is emulated, and slow.
 """
 
 from __future__ import annotations

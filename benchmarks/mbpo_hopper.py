@@ -88,8 +88,8 @@ def run_transitions(checkpoint: str, rows: int | None = None) -> dict[str, torch
 
 def build(rows: int, data: dict[str, torch.Tensor] | None = None, seed: int = 0, dynamics: dict | None = None,
           **overrides) -> tuple[MBPO, ReplayDataModule]:
-    """The Hopper config's agent and DataModule holding ``rows`` synthetic transitions (or ``data``), its weights and
-    its batch stream drawn with ``seed``; ``dynamics`` and ``overrides`` replace settings of the model and agent."""
+    """The Hopper config's agent and DataModule holding ``rows`` synthetic transitions (or ``data``, all of it), its
+    weights and batch stream drawn with ``seed``; ``dynamics`` and ``overrides`` replace model and agent settings."""
     agent_args, dynamics_args, data_args = hopper_settings()
     torch.manual_seed(seed)
     dm = ReplayDataModule(**data_args)
@@ -224,7 +224,9 @@ class TrainModel(pl.Callback):
 
 
 def bench_model(rows: int, epochs: int, profile: bool, log_dir: str, train_bf16: bool = False) -> None:
-    agent, dm = build(rows, dynamics={"train_bf16": train_bf16}, model_max_epochs=epochs, model_patience=10**9)
+    # only when asked: the code before train_bf16 existed (a worktree on PYTHONPATH) runs this part too
+    dynamics = {"train_bf16": True} if train_bf16 else None
+    agent, dm = build(rows, dynamics=dynamics, model_max_epochs=epochs, model_patience=10**9)
     timing = TrainModel(profile)
     trainer([CollectInterleaved(num_steps=1, every_n_updates=20), timing, UpdateTimer(1, 0)], log_dir).fit(
         agent, datamodule=dm)

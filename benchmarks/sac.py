@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="also time the update under bf16 autocast")
     args = parser.parse_args()
     if args.bf16:
+        if args.compile:
+            parser.error("--bf16 times the eager update: leave --compile out")
         bf16_versus_float32(args)
         return
     print(f"{datetime.date.today()}, {cpu_model()}, torch {torch.__version__}, float32, {OBS}-d obs, {ACT}-d actions, "

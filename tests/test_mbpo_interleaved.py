@@ -175,6 +175,25 @@ def test_training_to_early_stopping_stops_and_keeps_each_members_best_weights(tm
     assert torch.equal(agent.elites, out["end_error"].argsort()[:2])
 
 
+def test_train_bf16_trains_in_bfloat16_and_stops_and_ranks_on_float32_errors(tmp_path):
+    """``train_bf16``: the gradient steps round (the weights end elsewhere than float32's from the same seed), the
+    held-out errors that stop training and rank the elites do not depend on the flag, and the logs say bf16."""
+    weights, errors = {}, {}
+    for bf16 in (False, True):
+        pl.seed_everything(0)
+        dynamics = partial(DynamicsEnsemble, ensemble_size=3, hidden_size=32, loss="nll", train_bf16=bf16)
+        agent, out = early_stopping(tmp_path, dynamics=dynamics, model_max_epochs=3, model_improvement=0.0,
+                                    model_patience=100)
+        assert out["metrics"]["model/bf16"] == float(bf16) and out["metrics"]["model/epochs"] == 3
+        weights[bf16] = [p.detach().clone() for p in agent.dynamics.net.parameters()]
+        errors[bf16] = agent.member_errors(out["held"])
+        agent.dynamics.hparams.train_bf16 = not bf16  # evaluation is float32 whatever the flag says
+        assert torch.equal(agent.member_errors(out["held"]), errors[bf16])
+        assert torch.equal(agent.elites, out["end_error"].argsort()[:2])
+    assert not all(torch.equal(a, b) for a, b in zip(weights[False], weights[True], strict=True))
+    assert (errors[True] < 2 * errors[False]).all(), errors
+
+
 def test_early_stopping_needs_a_held_out_split(tmp_path):
     dm = cheetah_dm(4)  # val_fraction 0
     agent = small_mbpo(dm, model_train_freq=5, model_train_steps=None)

@@ -264,7 +264,8 @@ class MBPO(SAC):
             idx = torch.randint(n, (E, B), generator=self.generator).view(-1)
             # the rows v[idx] gives, gathered by index_select (a row copy; advanced indexing goes element by element)
             batch = {k: v.index_select(0, idx).view(E, B, *v.shape[1:]).to(self.device) for k, v in data.items()}
-            objective, mse = self.dynamics.member_losses(batch)
+            with self.dynamics.training_precision():
+                objective, mse = self.dynamics.member_losses(batch)
             loss = objective.sum()  # members are independent: summing keeps each member's gradient its own
             self.step_optimizers((opt, loss))
             losses[step] = mse.detach().mean().cpu()

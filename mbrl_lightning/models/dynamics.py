@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal, NamedTuple
 
 import pytorch_lightning as pl
@@ -14,7 +16,7 @@ from mbrl_lightning.checks import check_non_negative, check_positive
 from mbrl_lightning.models.ensemble import EnsembleLinear, EnsembleMLP
 from mbrl_lightning.models.folded import FoldedStep
 from mbrl_lightning.models.normalizer import Normalizer
-from mbrl_lightning.precision import device_has_bf16
+from mbrl_lightning.precision import cpu_lacks_bf16, device_has_bf16
 
 
 class Prediction(NamedTuple):
@@ -52,11 +54,11 @@ class DynamicsEnsemble(pl.LightningModule):
         learn_reward: also predict the reward of each transition. ``"auto"``: the CLI sets it to whether the
             run's env has no registered reward function (outside the CLI ``"auto"`` means no).
         learn_termination: also predict whether a transition terminates the episode (``"auto"`` as above).
-        train_bf16: run the network's matmuls in bfloat16 while training (``torch.autocast``; weights, optimiser,
-            normalisers and losses stay float32, and held-out evaluation and prediction run in float32).
+        train_bf16: run the network's matmuls in bfloat16 in gradient steps (``training_precision()``, an autocast;
+            weights, optimiser, normalisers and losses stay float32, as do held-out evaluation and prediction).
             ``"auto"``: where the device has native bf16 matmuls (AVX512-BF16/AMX, a CUDA GPU with bf16), float32
             elsewhere. On the MBPO Hopper config's model, on such a CPU, an epoch takes 30 % less time and the
-            held-out error ends some 2 % higher (docs/performance.md, "bfloat16 for the Hopper runs").
+            held-out error ends some 1-3 % higher (docs/performance.md, "bfloat16 for the Hopper runs").
     """
 
     def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int = 3, hidden_size: int = 250,
@@ -126,12 +128,7 @@ class DynamicsEnsemble(pl.LightningModule):
         normalised reward (E, N) and termination logit (E, N); ``None`` for the outputs this model lacks.
         With ``members`` (k indices) the inputs are (k, N, .), one slice per listed member, and only those run."""
         x = torch.cat([self.obs_norm.normalize(obs), self.act_norm.normalize(act)], dim=-1)
-        if self.training and torch.is_grad_enabled() and self.training_bf16():
-            with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                y = self.net(x, members)
-            y = y.float()
-        else:
-            y = self.net(x, members)
+        y = self.net(x, members).to(x.dtype)  # under training_precision() the net's output is bfloat16
         d = self.obs_dim
         mean, logvar, col = y[..., :d], None, d
         if self.hparams.loss == "nll":
@@ -147,8 +144,20 @@ class DynamicsEnsemble(pl.LightningModule):
 
     def training_bf16(self) -> bool:
         """Whether training passes run their matmuls in bfloat16: ``train_bf16``, or for ``"auto"`` the device's."""
-        flag = self.hparams.get("train_bf16", False)
+        flag = self.hparams.train_bf16
         return device_has_bf16(self.device) if flag == "auto" else bool(flag)
+
+    def training_precision(self) -> AbstractContextManager:
+        """The context a training pass (``member_losses`` for a gradient step) runs in: autocast to bfloat16 where
+        ``training_bf16()``, so the net's matmuls run in bf16 and everything else in float32; else none."""
+        if not self.training_bf16():
+            return nullcontext()
+        if self.device.type == "cpu" and cpu_lacks_bf16() and not getattr(self, "_warned_bf16", False):
+            self._warned_bf16 = True
+            warnings.warn("train_bf16: true on a CPU without AVX512-BF16 or AMX: bfloat16 matmuls are emulated there "
+                          "and the model trains several times slower than in float32. Set train_bf16 to false (or "
+                          "auto).", stacklevel=2)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def predict(self, obs: Tensor, act: Tensor, sample: bool = False,
                 generator: torch.Generator | None = None, members: Tensor | None = None) -> Prediction:
@@ -219,7 +228,8 @@ class DynamicsEnsemble(pl.LightningModule):
             self.fit_normalizers({k: v.to(self.device) for k, v in dm.buffer.all().items()})
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        objective, mse = self.member_losses(batch)
+        with self.training_precision():
+            objective, mse = self.member_losses(batch)
         loss = objective.sum()  # members are independent: summing keeps each member's gradient its own
         if not torch.isfinite(loss):
             raise FloatingPointError(
