@@ -11,8 +11,8 @@ practical limit of a matmul-bound update). Updates and bare matmuls alternate; r
 fraction is the median of the paired ratios, so a machine shared with other work still gives a meaningful one.
 ``--compile`` runs the update's forward pieces (critic target, Q values, action sampling) through
 ``torch.compile`` (inductor), the fusion of the elementwise work that the eager update cannot do. ``--bf16`` also
-times the update under ``torch.autocast`` to bfloat16 (matmuls in bf16, weights and Adam in float32), alternating
-with the float32 one, and prints both (worth it only on a CPU with native bf16: AVX512-BF16 or AMX).
+times ``SAC(bf16=True)`` (the hidden layers' matmuls in bfloat16, output layers, losses, weights and Adam in
+float32), alternating with the float32 update, and prints both (worth it only on a CPU with native bf16).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def matmul_fn(matmuls: list[Matmul], updates: int):
 
 def update_fn(batch_size: int, hidden: int, layers: int, updates: int, compile: bool = False, bf16: bool = False):
     """``updates`` full SAC updates as ``training_step`` runs them, on a bare module (its raw optimisers);
-    ``bf16``: under autocast to bfloat16."""
-    sac = SAC(OBS, ACT, hidden_size=hidden, num_layers=layers, num_critics=CRITICS, learn_temperature=True)
+    ``bf16``: ``SAC(bf16=True)``, the hidden layers' matmuls in bfloat16."""
+    sac = SAC(OBS, ACT, hidden_size=hidden, num_layers=layers, num_critics=CRITICS, learn_temperature=True, bf16=bf16)
     if compile:  # the pieces with autograd through them; the optimiser steps stay eager (fused Adam)
         for name in ("critic_target", "q_values", "sample_action"):
             setattr(sac, name, torch.compile(getattr(sac, name), dynamic=False))
@@ -93,9 +93,8 @@ def update_fn(batch_size: int, hidden: int, layers: int, updates: int, compile: 
              "terminated": torch.rand(batch_size, generator=g) < 0.01}
 
     def run() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            for _ in range(updates):
-                sac._accumulate(sac.update(batch))
+        for _ in range(updates):
+            sac._accumulate(sac.update(batch))
 
     return run
 

@@ -177,6 +177,50 @@ def test_one_backward_of_the_summed_losses_steps_as_one_backward_per_loss():
     assert not torch.equal(weights["log_alpha"], torch.tensor(math.log(0.05)))  # the temperature did move
 
 
+def test_bf16_updates_round_the_hidden_layers_only(monkeypatch):
+    """``bf16``: an update's hidden-layer matmuls run in bfloat16, the output layers in float32 (a Q of 300.1 stays
+    300.1, where bfloat16 would give 300), so losses and metrics are float32 and the weights end near float32's."""
+    import mbrl_lightning.agents.sac as sac_module
+
+    torch.manual_seed(0)
+    sac = SAC(obs_dim=5, act_dim=2, hidden_size=32, learn_temperature=True, bf16=True)
+    assert sac.update_bf16() and not SAC(5, 2).update_bf16()  # float32 unless asked
+    reference = copy.deepcopy(sac)
+    reference.hparams.bf16 = False
+    with torch.no_grad():
+        sac.critics[-1].bias.fill_(300.1)
+        reference.critics[-1].bias.fill_(300.1)
+    obs, act = torch.randn(16, 5), torch.rand(16, 2) * 2 - 1
+    with sac.update_precision():
+        q = sac.q_values(obs, act)
+        mean, log_std = sac.actor_dist(obs)
+    assert q.dtype == mean.dtype == log_std.dtype == torch.float32
+    plain = reference.q_values(obs, act)
+    gap = (q - plain).abs().max()
+    assert 0 < gap < 0.5, gap  # rounded hidden layers, not a bfloat16 output (spacing 2 at 300)
+    assert not torch.equal(q, q.to(torch.bfloat16).float())
+
+    g = torch.Generator().manual_seed(1)
+    batch = {"obs": torch.randn(64, 5, generator=g), "act": torch.rand(64, 2, generator=g) * 2 - 1,
+             "next_obs": torch.randn(64, 5, generator=g), "reward": torch.randn(64, generator=g),
+             "terminated": torch.rand(64, generator=g) < 0.1}
+    for agent in (sac, reference):
+        bare_updates(agent)
+        torch.manual_seed(2)
+        metrics = agent.update(batch)
+        assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in metrics.values())
+    for name, p in sac.named_parameters():
+        ref = dict(reference.named_parameters())[name]
+        assert p.dtype == torch.float32
+        assert torch.allclose(p, ref, atol=2e-3), name  # one Adam step of lr 3e-4: the rounding moves it a little
+    assert not all(torch.equal(p, dict(reference.named_parameters())[n]) for n, p in sac.named_parameters())
+
+    monkeypatch.setattr(sac_module, "device_has_bf16", lambda device: False)
+    assert SAC(5, 2, bf16="auto").update_bf16() is False
+    monkeypatch.setattr(sac_module, "device_has_bf16", lambda device: True)
+    assert SAC(5, 2, bf16="auto").update_bf16() is True
+
+
 def test_sac_learns_inverted_pendulum_beyond_any_random_return(tmp_path):
     """Model-free SAC through the Trainer loop: 1200 real steps, 1200 updates.
 

@@ -114,6 +114,7 @@ class MBPO(SAC):
         temperature_lr: SAC's: learning rate of the temperature's Adam.
         log_std_min: SAC's: lower bound of the actor's log-std.
         log_std_max: SAC's: upper bound of the actor's log-std.
+        bf16: SAC's: the updates' hidden-layer matmuls in bfloat16 (the model's: ``dynamics``' ``train_bf16``).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, dynamics: DynamicsFactory | None = None,
@@ -129,7 +130,7 @@ class MBPO(SAC):
                  backup: Backup = "min", discount: float = 0.99, tau: float = 0.005, temperature: float = 0.05,
                  learn_temperature: bool = False, target_entropy: float | None = None, backup_entropy: bool = True,
                  actor_lr: float = 3e-4, critic_lr: float = 3e-4, temperature_lr: float = 3e-4,
-                 log_std_min: float = -5.0, log_std_max: float = 2.0) -> None:
+                 log_std_min: float = -5.0, log_std_max: float = 2.0, bf16: bool | Literal["auto"] = False) -> None:
         check_positive(rollout_batch_size=rollout_batch_size, rollout_every=rollout_every,
                        model_batch_size=model_batch_size, model_buffer_capacity=model_buffer_capacity,
                        model_patience=model_patience)
@@ -143,7 +144,7 @@ class MBPO(SAC):
                 (check_non_negative if name == "model_train_steps" else check_positive)(**{name: value})
         super().__init__(obs_dim, act_dim, hidden_size, num_layers, activation, num_critics, backup, discount, tau,
                          temperature, learn_temperature, target_entropy, backup_entropy, actor_lr, critic_lr,
-                         temperature_lr, log_std_min, log_std_max)
+                         temperature_lr, log_std_min, log_std_max, bf16)
         if model_sampling not in ("mean", "random"):
             raise ValueError(f"model_sampling must be 'mean' or 'random', got '{model_sampling}'")
         if real_ratio is not None and not 0.0 <= real_ratio <= 1.0:

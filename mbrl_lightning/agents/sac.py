@@ -14,6 +14,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -24,7 +25,8 @@ from torch import Tensor, nn
 from mbrl_lightning.callbacks.collect import log_scalars
 from mbrl_lightning.checks import check_non_negative, check_positive
 from mbrl_lightning.distributed import all_reduce_mean, average_gradients, local_backward
-from mbrl_lightning.models.ensemble import ACTIVATIONS, EnsembleMLP
+from mbrl_lightning.models.ensemble import ACTIVATIONS, EnsembleMLP, float32_output
+from mbrl_lightning.precision import cpu_lacks_bf16, device_has_bf16
 
 # ReplayDataModule offers a (possibly empty) validation loader; SAC has nothing to validate on purpose
 warnings.filterwarnings("ignore", message=r"You passed in a `val_dataloader` but have no `validation_step`")
@@ -35,8 +37,18 @@ Backup = Literal["min", "mean", "doubleq"]
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+class MLP(nn.Sequential):
+    """Linear layers and activations in sequence; the output layer in float32 under an autocast."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        *hidden, output = self
+        for layer in hidden:
+            x = layer(x)
+        return float32_output(output, x)
+
+
 def mlp(in_features: int, out_features: int, hidden_size: int, num_layers: int,
-        activation: str = "relu") -> nn.Sequential:
+        activation: str = "relu") -> MLP:
     """``num_layers`` hidden layers of ``hidden_size`` units and a linear output layer."""
     layers: list[nn.Module] = []
     width = in_features
@@ -44,7 +56,7 @@ def mlp(in_features: int, out_features: int, hidden_size: int, num_layers: int,
         layers += [nn.Linear(width, hidden_size), ACTIVATIONS[activation]()]
         width = hidden_size
     layers.append(nn.Linear(width, out_features))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def tanh_log_prob_correction(u: Tensor) -> Tensor:
@@ -105,6 +117,9 @@ class SAC(pl.LightningModule):
         temperature_lr: learning rate of the temperature's Adam (used if ``learn_temperature``).
         log_std_min: lower bound of the actor's state-dependent log-std (a smooth tanh rescaling).
         log_std_max: upper bound of the actor's state-dependent log-std.
+        bf16: the updates' hidden-layer matmuls in bfloat16 (an autocast); every network's output layer, the
+            losses, the weights and Adam stay float32, and acting runs in float32. ``"auto"``: where the device has
+            native bf16 (AVX512-BF16/AMX, a CUDA GPU with bf16). ``false`` (the default): float32.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_size: int = 256, num_layers: int = 2,
@@ -112,7 +127,7 @@ class SAC(pl.LightningModule):
                  tau: float = 0.005, temperature: float = 0.05, learn_temperature: bool = False,
                  target_entropy: float | None = None, backup_entropy: bool = True, actor_lr: float = 3e-4,
                  critic_lr: float = 3e-4, temperature_lr: float = 3e-4, log_std_min: float = -5.0,
-                 log_std_max: float = 2.0) -> None:
+                 log_std_max: float = 2.0, bf16: bool | Literal["auto"] = False) -> None:
         super().__init__()
         check_positive(obs_dim=obs_dim, act_dim=act_dim, hidden_size=hidden_size, num_critics=num_critics)
         check_non_negative(num_layers=num_layers)
@@ -126,6 +141,8 @@ class SAC(pl.LightningModule):
             raise ValueError(f"temperature must be positive, got {temperature}")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {tau}")
+        if bf16 not in (True, False, "auto"):
+            raise ValueError(f"bf16 must be true, false or 'auto', got {bf16!r}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.obs_dim, self.act_dim = obs_dim, act_dim
@@ -228,6 +245,26 @@ class SAC(pl.LightningModule):
         ``batch`` holds (B, ...) transitions with environment-scale actions. Returns the detached metrics.
         Under DDP each rank's batch is its own and the gradients are averaged over the ranks before each step.
         """
+        with self.update_precision():
+            return self._update(batch)
+
+    def update_bf16(self) -> bool:
+        """Whether updates run their hidden-layer matmuls in bfloat16: ``bf16``, or for ``"auto"`` the device's."""
+        flag = self.hparams.bf16
+        return device_has_bf16(self.device) if flag == "auto" else bool(flag)
+
+    def update_precision(self) -> AbstractContextManager:
+        """The context an update runs in: autocast to bfloat16 where ``update_bf16()``, else none."""
+        if not self.update_bf16():
+            return nullcontext()
+        if self.device.type == "cpu" and cpu_lacks_bf16() and not getattr(self, "_warned_bf16", False):
+            self._warned_bf16 = True
+            warnings.warn("SAC bf16: true on a CPU without AVX512-BF16 or AMX: bfloat16 matmuls are emulated there and "
+                          "updates run several times slower than in float32. Set bf16 to false (or auto).",
+                          stacklevel=2)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]
         alpha = self.temperature.detach()

@@ -24,6 +24,15 @@ def make_activation(name: str) -> nn.Module:
         return ACTIVATIONS[name]()
 
 
+def float32_output(layer: nn.Module, x: Tensor, *args) -> Tensor:
+    """A network's output layer, run in float32 even under a bfloat16 autocast (``train_bf16``, SAC's ``bf16``):
+    bfloat16 keeps 3 significant digits, so a Q value of 300 would come out rounded to the nearest 2."""
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return layer(x.float(), *args)
+    return layer(x, *args)
+
+
 class EnsembleLinear(nn.Module):
     """E independent linear maps: (E, N, in) -> (E, N, out), initialised like ``nn.Linear`` per member.
 
@@ -48,7 +57,8 @@ class EnsembleLinear(nn.Module):
 
 
 class EnsembleMLP(nn.Sequential):
-    """``num_layers`` hidden layers of ``hidden_size`` units, then a linear output, all batched over members."""
+    """``num_layers`` hidden layers of ``hidden_size`` units, then a linear output, all batched over members (the
+    output in float32 under an autocast)."""
 
     def __init__(self, ensemble_size: int, in_features: int, out_features: int, hidden_size: int = 250,
                  num_layers: int = 2, activation: str = "relu") -> None:
@@ -70,9 +80,10 @@ class EnsembleMLP(nn.Sequential):
 
     def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
         """(E, N, in) -> (E, N, out); with ``members`` (k indices), (k, N, in) -> (k, N, out) on those only."""
-        for layer in self:
+        *hidden, output = self
+        for layer in hidden:
             if isinstance(layer, EnsembleLinear):
                 x = layer(x, members)
             else:
                 x = F.silu(x) if self.silu_out_of_place and x.requires_grad else layer(x)
-        return x
+        return float32_output(output, x, members)
