@@ -4,6 +4,8 @@ training) decide on."""
 
 from __future__ import annotations
 
+import warnings
+from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
 
@@ -48,3 +50,17 @@ def device_name(device: torch.device) -> str:
         return (f"cpu ({torch.backends.cpu.get_cpu_capability()}, "
                 f"{'with' if cpu_has_bf16() else 'no'} AVX512-BF16/AMX)")
     return str(device)
+
+
+def resolve_bf16(flag: bool | str, device: torch.device) -> bool:
+    """A ``bf16``-style setting on ``device``: ``true``/``false`` as given, ``"auto"``: whether it has native bf16."""
+    return device_has_bf16(device) if flag == "auto" else bool(flag)
+
+
+def bf16_autocast(device: torch.device, setting: str) -> AbstractContextManager:
+    """Autocast to bfloat16 on ``device`` (matmuls in bf16, the rest as it is); on a CPU that emulates bfloat16 a
+    warning names ``setting`` (Python shows it once per call site)."""
+    if device.type == "cpu" and cpu_lacks_bf16():
+        warnings.warn(f"{setting}: true on a CPU without AVX512-BF16 or AMX: bfloat16 matmuls are emulated there and "
+                      f"run several times slower than float32. Set {setting} to false (or auto).", stacklevel=3)
+    return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -134,17 +134,17 @@ def test_train_bf16_fits_as_well_as_float32_and_predicts_in_float32(tmp_path):
 
 
 def test_train_bf16_auto_follows_the_device_and_bad_values_fail(monkeypatch):
-    import mbrl_lightning.models.dynamics as dynamics_module
+    import mbrl_lightning.precision as precision
     from mbrl_lightning.agents import MPCAgent
 
     for native in (True, False):
-        monkeypatch.setattr(dynamics_module, "device_has_bf16", lambda device, native=native: native)
+        monkeypatch.setattr(precision, "device_has_bf16", lambda device, native=native: native)
         assert DynamicsEnsemble(4, 2, train_bf16="auto").training_bf16() is native
     assert DynamicsEnsemble(4, 2).training_bf16() is False  # float32 unless asked: the brief's runs are unchanged
     assert MPCAgent(4, 2, train_bf16=True).training_bf16() is True
     with pytest.raises(ValueError, match="train_bf16"):
         DynamicsEnsemble(4, 2, train_bf16="yes")
-    monkeypatch.setattr(dynamics_module, "cpu_lacks_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_lacks_bf16", lambda: True)
     with pytest.warns(UserWarning, match="emulated"):
         DynamicsEnsemble(4, 2, train_bf16=True).training_precision()
 

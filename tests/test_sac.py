@@ -180,7 +180,7 @@ def test_one_backward_of_the_summed_losses_steps_as_one_backward_per_loss():
 def test_bf16_updates_round_the_hidden_layers_only(monkeypatch):
     """``bf16``: an update's hidden-layer matmuls run in bfloat16, the output layers in float32 (a Q of 300.1 stays
     300.1, where bfloat16 would give 300), so losses and metrics are float32 and the weights end near float32's."""
-    import mbrl_lightning.agents.sac as sac_module
+    import mbrl_lightning.precision as precision
 
     torch.manual_seed(0)
     sac = SAC(obs_dim=5, act_dim=2, hidden_size=32, learn_temperature=True, bf16=True)
@@ -215,10 +215,13 @@ def test_bf16_updates_round_the_hidden_layers_only(monkeypatch):
         assert torch.allclose(p, ref, atol=2e-3), name  # one Adam step of lr 3e-4: the rounding moves it a little
     assert not all(torch.equal(p, dict(reference.named_parameters())[n]) for n, p in sac.named_parameters())
 
-    monkeypatch.setattr(sac_module, "device_has_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "device_has_bf16", lambda device: False)
     assert SAC(5, 2, bf16="auto").update_bf16() is False
-    monkeypatch.setattr(sac_module, "device_has_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "device_has_bf16", lambda device: True)
     assert SAC(5, 2, bf16="auto").update_bf16() is True
+    monkeypatch.setattr(precision, "cpu_lacks_bf16", lambda: True)
+    with pytest.warns(UserWarning, match="emulated"):
+        SAC(5, 2, bf16=True).update_precision()
 
 
 def test_sac_learns_inverted_pendulum_beyond_any_random_return(tmp_path):

@@ -26,7 +26,7 @@ from mbrl_lightning.callbacks.collect import log_scalars
 from mbrl_lightning.checks import check_non_negative, check_positive
 from mbrl_lightning.distributed import all_reduce_mean, average_gradients, local_backward
 from mbrl_lightning.models.ensemble import ACTIVATIONS, EnsembleMLP, float32_output
-from mbrl_lightning.precision import cpu_lacks_bf16, device_has_bf16
+from mbrl_lightning.precision import bf16_autocast, resolve_bf16
 
 # ReplayDataModule offers a (possibly empty) validation loader; SAC has nothing to validate on purpose
 warnings.filterwarnings("ignore", message=r"You passed in a `val_dataloader` but have no `validation_step`")
@@ -250,19 +250,11 @@ class SAC(pl.LightningModule):
 
     def update_bf16(self) -> bool:
         """Whether updates run their hidden-layer matmuls in bfloat16: ``bf16``, or for ``"auto"`` the device's."""
-        flag = self.hparams.bf16
-        return device_has_bf16(self.device) if flag == "auto" else bool(flag)
+        return resolve_bf16(self.hparams.bf16, self.device)
 
     def update_precision(self) -> AbstractContextManager:
         """The context an update runs in: autocast to bfloat16 where ``update_bf16()``, else none."""
-        if not self.update_bf16():
-            return nullcontext()
-        if self.device.type == "cpu" and cpu_lacks_bf16() and not getattr(self, "_warned_bf16", False):
-            self._warned_bf16 = True
-            warnings.warn("SAC bf16: true on a CPU without AVX512-BF16 or AMX: bfloat16 matmuls are emulated there and "
-                          "updates run several times slower than in float32. Set bf16 to false (or auto).",
-                          stacklevel=2)
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return bf16_autocast(self.device, "bf16") if self.update_bf16() else nullcontext()
 
     def _update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         opts = self.optimizers()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal, NamedTuple
 
@@ -16,7 +15,7 @@ from mbrl_lightning.checks import check_non_negative, check_positive
 from mbrl_lightning.models.ensemble import EnsembleLinear, EnsembleMLP
 from mbrl_lightning.models.folded import FoldedStep
 from mbrl_lightning.models.normalizer import Normalizer
-from mbrl_lightning.precision import cpu_lacks_bf16, device_has_bf16
+from mbrl_lightning.precision import bf16_autocast, resolve_bf16
 
 
 class Prediction(NamedTuple):
@@ -144,20 +143,12 @@ class DynamicsEnsemble(pl.LightningModule):
 
     def training_bf16(self) -> bool:
         """Whether training passes run their matmuls in bfloat16: ``train_bf16``, or for ``"auto"`` the device's."""
-        flag = self.hparams.train_bf16
-        return device_has_bf16(self.device) if flag == "auto" else bool(flag)
+        return resolve_bf16(self.hparams.train_bf16, self.device)
 
     def training_precision(self) -> AbstractContextManager:
         """The context a training pass (``member_losses`` for a gradient step) runs in: autocast to bfloat16 where
-        ``training_bf16()``, so the net's matmuls run in bf16 and everything else in float32; else none."""
-        if not self.training_bf16():
-            return nullcontext()
-        if self.device.type == "cpu" and cpu_lacks_bf16() and not getattr(self, "_warned_bf16", False):
-            self._warned_bf16 = True
-            warnings.warn("train_bf16: true on a CPU without AVX512-BF16 or AMX: bfloat16 matmuls are emulated there "
-                          "and the model trains several times slower than in float32. Set train_bf16 to false (or "
-                          "auto).", stacklevel=2)
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        ``training_bf16()``, so the net's hidden matmuls run in bf16 and everything else in float32; else none."""
+        return bf16_autocast(self.device, "train_bf16") if self.training_bf16() else nullcontext()
 
     def predict(self, obs: Tensor, act: Tensor, sample: bool = False,
                 generator: torch.Generator | None = None, members: Tensor | None = None) -> Prediction:
