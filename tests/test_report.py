@@ -459,6 +459,34 @@ def test_gap_table_sets_published_means_and_reference_points_beside_ours():
     assert "Stable-Baselines3 2.9 SAC" in table.note and "Kubo et al. 2025" in table.note
 
 
+
+def test_headline_table_keeps_the_current_configs_groups_only():
+    """The README's headline table is the gap table restricted to ``HEADLINE_RUNS``: an earlier config's group
+    (here ``mbpo_hopper_block``) stays in the gap table of the docs and out of the headline."""
+    from pathlib import Path
+
+    from mbrl_lightning.report.figures import FigureSpec, Panel, ReportData, Series
+    from mbrl_lightning.report.runs import Run
+    from mbrl_lightning.report.tables import HEADLINE_RUNS, gap_tables
+
+    assert {"mbpo_hopper", "sac_hopper"} <= set(HEADLINE_RUNS["Hopper"])
+    x = np.array([30000.0, 40000.0])
+    current = Series("MBPO [mbpo_hopper]", x, np.array([700.0, 900.0]), runs=["mbpo_hopper/version_0"])
+    earlier = Series("MBPO [mbpo_hopper_block]", x, np.array([290.0, 280.0]), runs=["mbpo_hopper_block/version_0"])
+    spec = FigureSpec("task_Hopper_v5", "Hopper", "", [Panel("Hopper-v5", "env steps", "eval return",
+                                                             [current, earlier])], "Standard tasks")
+    runs = [Run(Path(label), label.split("/")[0], 0, None) for label in (*current.runs, *earlier.runs)]
+    data = ReportData([spec], [], [], runs)
+    (gap,) = gap_tables(data)
+    (headline,) = gap_tables(data, headline=True)
+    assert gap.key == "gap-hopper" and headline.key == "headline-hopper"
+    assert current.label in gap.header and earlier.label in gap.header
+    assert current.label in headline.header and earlier.label not in headline.header
+    assert headline.header[2:] == gap.header[3:]  # the published and reference columns stay
+    row = next(r for r in headline.rows if r[0] == "30k")
+    assert row[1].startswith("700; ")
+
+
 def test_generated_blocks_are_rewritten_for_their_logdir_only(logged, tmp_path, monkeypatch, capsys):
     """``report LOGDIR`` rewrites the blocks that name LOGDIR (relative to the current folder), leaves the others,
     and refuses a block naming a table the runs do not give."""
