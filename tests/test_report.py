@@ -263,6 +263,9 @@ def test_gap_is_stated_at_our_last_evaluation_inside_the_published_range():
     ours = [("MBPO", "MBPO [a]", np.array([500.0, 1500.0, 2500.0]), np.array([10.0, 50.0, 400.0])),
             ("SAC", "SAC [b]", np.array([1000.0]), np.array([80.0]))]  # no published SAC: no line
     assert gap_lines([curve], ours) == ["MBPO [a]: 50 at 1500 env steps, published MBPO 200 there (25 % of it)"]
+    notes = ["", " (1 of 2 seeds)", " (1 of 2 seeds)"]  # a note per point: how many seeds got there
+    assert gap_lines([curve], [(*ours[0], notes)]) == [
+        "MBPO [a]: 50 at 1500 env steps (1 of 2 seeds), published MBPO 200 there (25 % of it)"]
 
 
 def test_hopper_figure_draws_the_published_curve_of_each_method_run(tmp_path):
@@ -285,6 +288,47 @@ def test_hopper_figure_draws_the_published_curve_of_each_method_run(tmp_path):
     assert "Kubo et al. 2025" in fig.caption and "MBPO, published" not in fig.caption
     _, md = make_report(logs, tmp_path / "report", verbose=False)
     assert (md.parent / "task_Hopper_v5.png").stat().st_size > 0
+
+
+
+def test_seeds_still_running_are_drawn_each_and_stated_with_how_many_got_there(tmp_path):
+    """Two MBPO Hopper seeds, one ahead of the other: the mean line and band stop where the shorter seed stops,
+    each seed is drawn on its own to its end, and the caption's final return and gap say "1 of 2 seeds" (no
+    "highest final return" between lines that end at different env steps)."""
+    import matplotlib.pyplot as plt
+
+    from mbrl_lightning.report.published import published_for
+    from mbrl_lightning.report.render import figure
+    from mbrl_lightning.report.runs import Run
+
+    def run(seed: int, returns: list[float]) -> Run:
+        steps = np.arange(len(returns), dtype=float)
+        env_steps = 10000.0 + 1000.0 * steps
+        config = {"seed_everything": seed, "data": {"init_args": {"env_id": "Hopper-v5"}},
+                  "model": {"class_path": "mbrl_lightning.agents.MBPO",
+                            "init_args": {"rollout_schedule": [20, 150, 1, 15], "model_train_freq": 250}}}
+        return Run(tmp_path / f"version_{seed}", "mbpo_hopper", seed, config,
+                   {"eval/return": (steps, np.array(returns)), "eval/env_steps": (steps, env_steps)})
+
+    data = build_report([run(0, [300.0, 500.0, 900.0, 2000.0]), run(1, [100.0, 300.0])])
+    spec = next(f for f in data.figures if f.problem == "Standard tasks")
+    ours = spec.panels[0].series[0]
+    assert ours.unequal and ours.seeds_at(1) == "" and ours.seeds_at(-1) == " (1 of 2 seeds)"
+    assert list(ours.y) == [200.0, 400.0, 900.0, 2000.0]
+    ref = next(c for c in published_for("Hopper-v5") if c.method == "MBPO").at(13000.0)
+    assert f"{ours.label} 2000 (1 of 2 seeds)" in spec.caption
+    assert f"{ours.label}: 2000 at 13000 env steps (1 of 2 seeds), published MBPO {ref:.0f} there" in spec.caption
+    assert "Thin lines: each seed" in spec.caption and "Highest final return" not in spec.caption
+    fig = figure(spec)
+    try:
+        lines = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "-"]
+        mean, *seeds = lines
+        assert list(mean.get_xdata()) == [10000.0, 11000.0] and list(mean.get_ydata()) == [200.0, 400.0]
+        assert sorted(len(line.get_xdata()) for line in seeds) == [2, 4]
+        assert all(line.get_color() == mean.get_color() for line in seeds)
+        assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == ours.label
+    finally:
+        plt.close(fig)
 
 
 def test_seeds_group_across_configs_that_differ_only_by_arguments_at_their_default(tmp_path):

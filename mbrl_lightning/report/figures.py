@@ -39,6 +39,18 @@ class Series:
     spread: str = ""
     style: str = "-"  # matplotlib line style; published curves are dashed
     count: np.ndarray | None = None  # runs that reached each x (a mean over seeds; None: one run)
+    members: list[tuple[np.ndarray, np.ndarray]] | None = None  # each seed's (x, y), for a mean over seeds
+
+    @property
+    def unequal(self) -> bool:
+        """Seeds that end at different x (runs still going): the mean past the shortest seed is not over all."""
+        return self.count is not None and self.members is not None and int(self.count[-1]) < len(self.members)
+
+    def seeds_at(self, i: int) -> str:
+        """`` (k of n seeds)`` where only some seeds reached index ``i``, else nothing."""
+        if self.count is None or self.members is None or int(self.count[i]) == len(self.members):
+            return ""
+        return f" ({int(self.count[i])} of {len(self.members)} seeds)"
 
 
 @dataclass
@@ -88,7 +100,8 @@ def aggregate(label: str, curves: list[tuple[np.ndarray, np.ndarray, np.ndarray 
     for i, (x, y, _) in enumerate(curves):
         stacked[i, np.searchsorted(xs, x)] = y
     return Series(label, xs, np.nanmean(stacked, axis=0), np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0),
-                  runs=runs, spread=f"min-max over {len(curves)} seeds", count=(~np.isnan(stacked)).sum(axis=0))
+                  runs=runs, spread=f"min-max over {len(curves)} seeds", count=(~np.isnan(stacked)).sum(axis=0),
+                  members=[(np.asarray(x), np.asarray(y)) for x, y, _ in curves])
 
 
 def _group_label(group: list[Run]) -> str:
@@ -115,26 +128,29 @@ def _loss_series(label: str, group: list[Run]) -> Series:
 
 
 def _finals(series: list[Series], fmt: str = "{:.4g}") -> str:
-    parts = [f"{s.label} {fmt.format(s.y[-1])}" for s in series if len(s.y)]
+    parts = [f"{s.label} {fmt.format(s.y[-1])}{s.seeds_at(-1)}" for s in series if len(s.y)]
     return "; ".join(parts)
 
 
 def _spreads(series: list[Series]) -> str:
     seeds = any(s.spread.startswith("min-max") for s in series)
     episodes = any(s.spread.startswith("±") for s in series)
+    thin = (" Thin lines: each seed of a group whose seeds end at different x, its mean drawn only where every "
+            "seed got." if any(s.unequal for s in series) else "")
     if seeds and episodes:
         return (" Shaded: min-max over seeds for lines that average several seeds, ± std over evaluation "
-                "episodes for single runs.")
+                "episodes for single runs." + thin)
     if seeds:
-        return " Lines: mean over seeds; shaded: min-max over seeds."
+        return " Lines: mean over seeds; shaded: min-max over seeds." + thin
     if episodes:
         return " Shaded: ± std of the return over evaluation episodes."
     return ""
 
 
 def _best(series: list[Series]) -> str:
+    """The highest final return, where every line ends at the same x with all its seeds (else they differ in data)."""
     finals = [(s.y[-1], s.label) for s in series if len(s.y)]
-    if len(finals) < 2:
+    if len(finals) < 2 or len({float(s.x[-1]) for s in series if len(s.x)}) > 1 or any(s.unequal for s in series):
         return ""
     return f" Highest final return: {max(finals)[1]}."
 
@@ -338,7 +354,8 @@ class _Builder:
                 tasks.setdefault(env_id, []).append(run)
         for env_id, runs in sorted(tasks.items()):
             series: list[Series] = []
-            ours: list[tuple[str, str, np.ndarray, np.ndarray]] = []  # (method, label, env steps, returns)
+            # (method, label, env steps, returns, " (k of n seeds)" where only some seeds got that far)
+            ours: list[tuple[str, str, np.ndarray, np.ndarray, list[str]]] = []
             for group in self.groups(runs):
                 self.use(group)
                 curves = []
@@ -353,7 +370,8 @@ class _Builder:
                     curves.append((x, ret[keep], spread))
                 method = _method_label(group[0])
                 series.append(aggregate(f"{method} [{_group_label(group)}]", curves, [r.label for r in group]))
-                ours.append((method.split(" ")[0], series[-1].label, series[-1].x, series[-1].y))
+                ours.append((method.split(" ")[0], series[-1].label, series[-1].x, series[-1].y,
+                             [series[-1].seeds_at(i) for i in range(len(series[-1].x))]))
             stem = "task_" + "".join(c if c.isalnum() else "_" for c in env_id)
             caption = (f"{env_id}: evaluation return against the real env steps collected so far. Final return: "
                        f"{_finals(series)}." + _best(series) + _spreads(series))

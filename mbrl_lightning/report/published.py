@@ -137,11 +137,12 @@ def published_for(env_id: str) -> list[PublishedCurve]:
     return [c for c in PUBLISHED if c.task == task_of(env_id)]
 
 
-def gap_lines(curves: list[PublishedCurve], ours: list[tuple[str, str, np.ndarray, np.ndarray]]) -> list[str]:
-    """For each of our (method, label, env steps, returns) with a published curve of that method: our return at
-    our last evaluation inside the published range, the published mean there, and our share of it."""
+def gap_lines(curves: list[PublishedCurve], ours: list[tuple]) -> list[str]:
+    """For each of our (method, label, env steps, returns[, a note per point]) with a published curve of that
+    method: our return at our last evaluation inside the published range (with its note, e.g. how many seeds got
+    there), the published mean there, and our share of it."""
     lines = []
-    for method, label, x, y in ours:
+    for method, label, x, y, *notes in ours:
         for curve in (c for c in curves if c.method == method):
             inside = np.flatnonzero((x >= curve.x[0]) & (x <= curve.x[-1]))
             if not len(inside):
@@ -149,6 +150,7 @@ def gap_lines(curves: list[PublishedCurve], ours: list[tuple[str, str, np.ndarra
             i = inside[-1]
             ref = curve.at(float(x[i]))
             share = f" ({100 * y[i] / ref:.0f} % of it)" if ref > 0 else ""
-            lines.append(f"{label}: {y[i]:.0f} at {x[i]:.0f} env steps, published {method} {ref:.0f} there"
+            note = notes[0][i] if notes else ""
+            lines.append(f"{label}: {y[i]:.0f} at {x[i]:.0f} env steps{note}, published {method} {ref:.0f} there"
                          f"{share}")
     return lines

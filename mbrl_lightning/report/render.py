@@ -12,10 +12,24 @@ from mbrl_lightning.report.runs import Run
 from mbrl_lightning.report.tables import Table, duration
 
 MARKER_MAX_POINTS = 40  # short curves (returns per iteration) get markers; long ones (losses) do not
+LEGEND_BELOW = 4  # a panel with more lines than this has its legend under the axes, where it hides no curve
 
 
 def draw(spec: FigureSpec, out: Path) -> list[Path]:
     """Draw one figure (panels side by side, caption under them); returns the PNG and PDF paths."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{spec.key}.png", out / f"{spec.key}.pdf"]
+    fig.savefig(paths[0], dpi=130)
+    fig.savefig(paths[1], metadata={"CreationDate": None})  # no date: an unchanged figure gives the same file
+    plt.close(fig)
+    return paths
+
+
+def figure(spec: FigureSpec):
+    """The matplotlib figure of ``spec`` (Agg), not saved."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,31 +41,38 @@ def draw(spec: FigureSpec, out: Path) -> list[Path]:
     caption = textwrap.fill(spec.caption, width=int(width * 16))
     lines = caption.count("\n") + 1
     caption_in = 0.14 * lines + 0.08  # inches under the axes for the caption
-    height = 4.2 + caption_in
+    below = max((len(p.series) for p in spec.panels if len(p.series) > LEGEND_BELOW), default=0)
+    legend_in = 0.15 * below + 0.25 if below else 0.0  # inches for a legend under the axes (x label included)
+    height = 4.2 + caption_in + legend_in
     fig, axes = plt.subplots(1, n, figsize=(width, height), squeeze=False)
     for ax, panel in zip(axes[0], spec.panels, strict=True):
         for s in panel.series:
             marker = "o" if len(s.x) <= MARKER_MAX_POINTS and s.style == "-" else None
-            (line,) = ax.plot(s.x, s.y, s.style, marker=marker, ms=3.5, lw=1.4 if marker else 0.9, label=s.label)
+            # seeds that end at different x: the mean and band where every seed got, and each seed thin throughout
+            keep = s.count == len(s.members) if s.unequal else np.ones(len(s.x), dtype=bool)
+            (line,) = ax.plot(s.x[keep], s.y[keep], s.style, marker=marker, ms=3.5, lw=1.4 if marker else 0.9,
+                              label=s.label)
             if s.lo is not None and s.hi is not None:
-                ax.fill_between(s.x, s.lo, s.hi, color=line.get_color(), alpha=0.1 if s.style != "-" else 0.2, lw=0)
+                ax.fill_between(s.x[keep], s.lo[keep], s.hi[keep], color=line.get_color(),
+                                alpha=0.1 if s.style != "-" else 0.2, lw=0)
+            for x, y in s.members if s.unequal else []:
+                ax.plot(x, y, s.style, color=line.get_color(), lw=0.7, alpha=0.8)
         if panel.logy and all(np.all(s.y > 0) for s in panel.series):
             ax.set_yscale("log")
         if "iteration" in panel.xlabel:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if len(panel.series) > LEGEND_BELOW:
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=1, frameon=False)
+        else:
+            ax.legend(fontsize=8)
     fig.suptitle(spec.title)
-    bottom = caption_in / height
+    # tight_layout makes room for a legend under the axes, but leaves about 0.4 in under it: the caption takes it
+    bottom = max(caption_in - (0.35 if below else 0.0), 0.05) / height
     fig.text(0.01, 0.01, caption, fontsize=8, va="bottom", ha="left")
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{spec.key}.png", out / f"{spec.key}.pdf"]
-    fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1], metadata={"CreationDate": None})  # no date: an unchanged figure gives the same file
-    plt.close(fig)
-    return paths
+    return fig
 
 
 def _fmt(value: float | None, spec: str = ".4g") -> str:
