@@ -497,12 +497,26 @@ def test_gap_table_sets_published_means_and_reference_points_beside_ours():
     assert table.header[1] == ours.label and table.header[-len(refs):] == [r.label for r in refs]
     row = next(r for r in table.rows if r[0] == "30k")
     assert row[1] == f"300 (290 to 310); {100 * 300 / sac.at(30000.0):.0f} %"
-    assert row[-len(refs):] == ["304", "254", "339"]  # SB3 seed 0, seed 1, 1000 steps then 1000 updates
+    assert row[-len(refs):] == ["304", "254", "339", "300"]  # SB3 seed 0, seed 1, 1000 then 1000, seed 0 rerun
     row = next(r for r in table.rows if r[0] == "100k")
-    assert row[1] == "" and row[-len(refs):] == ["", "342", ""]
+    assert row[1] == "" and row[-len(refs):] == ["", "342", "", ""]
     assert "Stable-Baselines3 2.9 SAC" in table.note and "Kubo et al. 2025" in table.note
 
 
+
+
+def test_references_measured_here_are_the_committed_measurement():
+    """A reference rerun in this repository quotes the CSV its command wrote (rounded), at every point it gives."""
+    import csv
+
+    from mbrl_lightning.report.published import REFERENCES
+
+    rerun = next(r for r in REFERENCES if r.label == "SB3 SAC seed 0, rerun")
+    path = "results/sb3_sac_hopper/seed0_step.csv"
+    assert path in rerun.source
+    with open(Path(__file__).resolve().parents[1] / path) as f:
+        measured = {float(row["env_steps"]): float(row["return_mean"]) for row in csv.DictReader(f)}
+    assert rerun.points and all(ret == round(measured[steps]) for steps, ret in rerun.points)
 
 def test_headline_table_keeps_the_current_configs_groups_only():
     """The README's headline table is the gap table restricted to ``HEADLINE_RUNS``: an earlier config's group
@@ -511,6 +525,7 @@ def test_headline_table_keeps_the_current_configs_groups_only():
 
     from mbrl_lightning.report.figures import FigureSpec, Panel, ReportData, Series
     from mbrl_lightning.report.runs import Run
+    from mbrl_lightning.report.published import references_for
     from mbrl_lightning.report.tables import HEADLINE_RUNS, gap_tables
 
     assert {"mbpo_hopper", "sac_hopper"} <= set(HEADLINE_RUNS["Hopper"])
@@ -526,7 +541,8 @@ def test_headline_table_keeps_the_current_configs_groups_only():
     assert gap.key == "gap-hopper" and headline.key == "headline-hopper"
     assert current.label in gap.header and earlier.label in gap.header
     assert current.label in headline.header and earlier.label not in headline.header
-    assert headline.header[2:] == gap.header[3:]  # the published and reference columns stay
+    assert headline.header[2:4] == gap.header[3:5]  # the published columns stay; of the references, those
+    assert headline.header[4:] == [r.label for r in references_for("Hopper-v5") if r.headline]  # measured here
     row = next(r for r in headline.rows if r[0] == "30k")
     assert row[1].startswith("700; ")
 

@@ -323,7 +323,7 @@ def gap_tables(data: ReportData, headline: bool = False) -> list[Table]:
     names = {r.label: r.name for r in data.runs}
     for env_id, spec, series in _task_series(data):
         curves = published_for(env_id)
-        refs = references_for(env_id)
+        refs = [r for r in references_for(env_id) if r.headline or not headline]
         if not curves and not refs:
             continue
         if headline:
