@@ -521,11 +521,9 @@ def test_references_measured_here_are_the_committed_measurement():
 def test_headline_table_keeps_the_current_configs_groups_only():
     """The README's headline table is the gap table restricted to ``HEADLINE_RUNS``: an earlier config's group
     (here ``mbpo_hopper_block``) stays in the gap table of the docs and out of the headline."""
-    from pathlib import Path
-
     from mbrl_lightning.report.figures import FigureSpec, Panel, ReportData, Series
-    from mbrl_lightning.report.runs import Run
     from mbrl_lightning.report.published import references_for
+    from mbrl_lightning.report.runs import Run
     from mbrl_lightning.report.tables import HEADLINE_RUNS, gap_tables
 
     assert {"mbpo_hopper", "sac_hopper"} <= set(HEADLINE_RUNS["Hopper"])
