@@ -1,16 +1,20 @@
 """Stable-Baselines3's SAC with the settings of ``configs/mbpo/hopper_sac.yaml``: the reference that tells whether
 our SAC or the published SAC curve's setup explains the gap to that curve (issue 29; docs/standard_tasks.md).
 
-    pip install stable-baselines3==2.9.0
+    pip install stable-baselines3==2.9.0   # it needs a recent torch: a venv with --system-site-packages keeps ours
     OMP_NUM_THREADS=1 python benchmarks/sb3_sac.py --seed 0 --steps 60000
     OMP_NUM_THREADS=1 python benchmarks/sb3_sac.py --seed 0 --steps 50000 --block
 
-The settings are ours, not SB3's zoo's: 5000 uniform random steps first, batch 256, 2 x 256 networks, lr 3e-4 for
-actor, critics and temperature, learned temperature from 1.0 with target entropy -act_dim, tau 0.005, discount 0.99,
-a buffer of 1e6. Updates: one per env step (SAC's usual schedule), or with ``--block`` 1000 env steps collected and
-then 1000 updates, as our block collection (``CollectOnPolicy``) does. Evaluation as ``Evaluate`` does it: the
-deterministic policy on ``--episodes`` whole episodes with reset seeds 12345 + i, every ``--eval-every`` env steps
-once the updates on those steps are done. Prints one line per evaluation and a table at the end; ``--csv`` saves it.
+The settings are ours, not SB3's zoo's: gymnasium's own observation (11 numbers on Hopper-v5, as both Hopper
+configs), 5000 uniform random steps first, batch 256, 2 x 256 networks, lr 3e-4 for actor, critics and temperature,
+learned temperature from 1.0 with target entropy -act_dim, tau 0.005, discount 0.99, a buffer of 1e6. Updates: one
+per env step (SAC's usual schedule), or with ``--block`` 1000 updates after each 1000 env steps, the first 1000 on
+the random steps alone, as our block collection (``CollectOnPolicy``) does. Evaluation as ``Evaluate`` does it:
+the deterministic policy on ``--episodes`` whole episodes with reset seeds 12345 + i, every ``--eval-every`` env
+steps, once the updates on those steps are done. What still differs from our SAC: SB3 clamps the actor's log-std to
+[-20, 2] (ours squashes it smoothly into [-5, 2]) and halves its critic loss, and its episodes run on across blocks
+where ``CollectOnPolicy`` starts fresh ones each iteration. Prints one line per evaluation and a table at the end;
+``--csv`` saves it.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.eval_every <= 0 or args.steps <= args.random_steps:
         parser.error("--eval-every must be positive and --steps larger than --random-steps")
+    if args.block and (args.eval_every % 1000 or args.steps % 1000 or args.random_steps % 1000):
+        parser.error("--block updates after every 1000 env steps: --eval-every, --steps and --random-steps must be "
+                     "multiples of 1000")
     try:
         from stable_baselines3 import SAC
         from stable_baselines3.common.callbacks import BaseCallback
@@ -70,6 +77,12 @@ def main() -> None:
 
     class EvalAfterUpdates(BaseCallback):
         """Evaluates when a rollout starts, i.e. after the updates on every env step collected so far."""
+
+        def _on_rollout_end(self) -> None:
+            # SB3 first trains once num_timesteps > learning_starts, so in blocks the 1000 updates on the random
+            # steps alone would be skipped: ours makes them (its first iteration), so make them here
+            if args.block and self.num_timesteps == args.random_steps:
+                self.model.train(gradient_steps=1000, batch_size=self.model.batch_size)
 
         def _on_rollout_start(self) -> None:
             n = self.num_timesteps

@@ -149,8 +149,9 @@ def test_mbpo_paper_configs_keep_the_papers_ratios(tmp_path, monkeypatch):
                                          ("mbpo/inverted_pendulum_sac", "mbpo/inverted_pendulum"),
                                          ("mbpo/reacher_sac", "pets/reacher")])
 def test_sac_references_match_their_model_based_runs_env_steps(sac, partner, tmp_path, monkeypatch):
-    """A model-free reference is plain SAC (no model rollouts, one update per env step) on its partner's task with
-    the partner's random warm-up, env steps per iteration, iterations and evaluation: curves compare at equal data."""
+    """A model-free reference is plain SAC (no model rollouts, one update per env step) on its partner's task and
+    observation (env_kwargs) with the partner's random warm-up, env steps per iteration, iterations and
+    evaluation: curves compare at equal data."""
     from mbrl_lightning.callbacks import CollectInterleaved, CollectOnPolicy, CollectRandom, Evaluate
 
     clis = [_build(ROOT / "configs" / f"{name}.yaml", monkeypatch, tmp_path) for name in (sac, partner)]
@@ -164,10 +165,10 @@ def test_sac_references_match_their_model_based_runs_env_steps(sac, partner, tmp
         else:  # interleaved: num_steps before every k-th of the iteration's updates
             interleaved = find[CollectInterleaved]
             env_steps = cli.datamodule.steps_per_epoch // interleaved.every_n_updates * interleaved.num_steps
-        return (cli.datamodule.env_id, cli.trainer.max_epochs, random.num_steps, env_steps,
-                evaluate.num_episodes, evaluate.every_n_iters, evaluate.seed, evaluate.num_envs)
+        return (cli.datamodule.env_id, cli.datamodule.env_kwargs, cli.trainer.max_epochs, random.num_steps,
+                env_steps, evaluate.num_episodes, evaluate.every_n_iters, evaluate.seed, evaluate.num_envs)
 
     assert schedule(clis[0]) == schedule(clis[1])
     ref = clis[0]
     assert ref.model.rollout_length == 0 and ref.model.rollout_schedule is None
-    assert ref.datamodule.steps_per_epoch == schedule(ref)[3]  # one SAC update per env step (the num_steps)
+    assert ref.datamodule.steps_per_epoch == schedule(ref)[4]  # one SAC update per env step (the num_steps)

@@ -233,7 +233,6 @@ def test_standard_tasks_plot_pets_and_sac_against_env_steps(tmp_path):
     assert not any(f.problem == "Other runs" for f in data.figures)
 
 
-
 def test_published_hopper_curves_pin_the_released_files():
     """Facts read from Kubo et al. 2025's CSVs (4kubo/erl_lib, commit 6d23b5b, results/main/gym/*/Hopper.csv)."""
     from mbrl_lightning.report.published import published_for
@@ -256,15 +255,15 @@ def test_published_hopper_curves_pin_the_released_files():
 
 def test_gap_is_stated_at_our_last_evaluation_inside_the_published_range():
     """Linear between published points; evaluations past the published curve's end are not compared."""
-    from mbrl_lightning.report.published import PublishedCurve, gap_lines
+    from mbrl_lightning.report.published import Ours, PublishedCurve, gap_lines
 
     curve = PublishedCurve("Toy", "MBPO", "Toy-v0", "a paper", "one row", (0.0, 1000.0, 2000.0),
                            ((0.0, 100.0, 300.0),))
-    ours = [("MBPO", "MBPO [a]", np.array([500.0, 1500.0, 2500.0]), np.array([10.0, 50.0, 400.0])),
-            ("SAC", "SAC [b]", np.array([1000.0]), np.array([80.0]))]  # no published SAC: no line
+    ours = [Ours("MBPO", "MBPO [a]", np.array([500.0, 1500.0, 2500.0]), np.array([10.0, 50.0, 400.0])),
+            Ours("SAC", "SAC [b]", np.array([1000.0]), np.array([80.0]))]  # no published SAC: no line
     assert gap_lines([curve], ours) == ["MBPO [a]: 50 at 1500 env steps, published MBPO 200 there (25 % of it)"]
     notes = ["", " (1 of 2 seeds)", " (1 of 2 seeds)"]  # a note per point: how many seeds got there
-    assert gap_lines([curve], [(*ours[0], notes)]) == [
+    assert gap_lines([curve], [ours[0]._replace(notes=notes)]) == [
         "MBPO [a]: 50 at 1500 env steps (1 of 2 seeds), published MBPO 200 there (25 % of it)"]
 
 
@@ -288,7 +287,6 @@ def test_hopper_figure_draws_the_published_curve_of_each_method_run(tmp_path):
     assert "Kubo et al. 2025" in fig.caption and "MBPO, published" not in fig.caption
     _, md = make_report(logs, tmp_path / "report", verbose=False)
     assert (md.parent / "task_Hopper_v5.png").stat().st_size > 0
-
 
 
 def test_seeds_still_running_are_drawn_each_and_stated_with_how_many_got_there(tmp_path):
@@ -327,6 +325,33 @@ def test_seeds_still_running_are_drawn_each_and_stated_with_how_many_got_there(t
         assert sorted(len(line.get_xdata()) for line in seeds) == [2, 4]
         assert all(line.get_color() == mean.get_color() for line in seeds)
         assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == ours.label
+    finally:
+        plt.close(fig)
+
+
+def test_seeds_on_different_x_are_drawn_each_and_empty_groups_still_draw():
+    """Seeds that end together but were evaluated at other x: each is drawn, the mean only where both have a point
+    (no zigzag through single-seed points), while the final value is a mean over both. A group whose seeds logged
+    nothing draws without error. A NaN return still counts as the seed's point."""
+    import matplotlib.pyplot as plt
+
+    from mbrl_lightning.report.figures import FigureSpec, Panel, aggregate
+    from mbrl_lightning.report.render import figure
+
+    a = (np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0, 5.0]), None)
+    b = (np.array([0.0, 2.0, 3.0]), np.array([3.0, 6.0, 7.0]), None)
+    grid = aggregate("g", [a, b], ["g/version_0", "g/version_1"])
+    assert grid.partial and not grid.unequal and grid.seeds_at(-1) == "" and grid.seeds_at(1) == " (1 of 2 seeds)"
+    empty = aggregate("e", [(np.array([]), np.array([]), None)] * 2, ["e/version_0", "e/version_1"])
+    assert not empty.partial and not empty.unequal
+    nan = aggregate("n", [a, (a[0], np.array([1.0, 2.0, np.nan]), None)], ["n/version_0", "n/version_1"])
+    assert not nan.partial
+    spec = FigureSpec("f", "f", "caption", [Panel("p", "x", "y", [grid, empty])])
+    fig = figure(spec)
+    try:
+        mean, *seeds = [line for line in fig.axes[0].get_lines() if line.get_label() != "e"]
+        assert list(mean.get_xdata()) == [0.0, 3.0] and list(mean.get_ydata()) == [2.0, 6.0]
+        assert len(seeds) == 2
     finally:
         plt.close(fig)
 
@@ -503,20 +528,20 @@ def test_gap_table_sets_published_means_and_reference_points_beside_ours():
     assert "Stable-Baselines3 2.9 SAC" in table.note and "Kubo et al. 2025" in table.note
 
 
-
-
 def test_references_measured_here_are_the_committed_measurement():
     """A reference rerun in this repository quotes the CSV its command wrote (rounded), at every point it gives."""
     import csv
 
-    from mbrl_lightning.report.published import REFERENCES
+    from mbrl_lightning.report.published import GAP_STEPS, REFERENCES
 
-    rerun = next(r for r in REFERENCES if r.label == "SB3 SAC seed 0, rerun")
+    rerun = next(r for r in REFERENCES if r.label == "SB3 SAC seed 0, benchmarks/sb3_sac.py")
     path = "results/sb3_sac_hopper/seed0_step.csv"
     assert path in rerun.source
     with open(Path(__file__).resolve().parents[1] / path) as f:
         measured = {float(row["env_steps"]): float(row["return_mean"]) for row in csv.DictReader(f)}
     assert rerun.points and all(ret == round(measured[steps]) for steps, ret in rerun.points)
+    assert {steps for steps, _ in rerun.points} == set(measured) & set(GAP_STEPS)  # every gap step it measured
+
 
 def test_headline_table_keeps_the_current_configs_groups_only():
     """The README's headline table is the gap table restricted to ``HEADLINE_RUNS``: an earlier config's group

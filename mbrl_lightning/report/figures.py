@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mbrl_lightning.report.published import gap_lines, published_for
+from mbrl_lightning.report.published import Ours, gap_lines, published_for
 from mbrl_lightning.report.runs import Run, config_diff, flatten, get_dotted, group_seeds, merge_resumptions
 
 PLANNER = "model.init_args.planner"
@@ -42,13 +42,20 @@ class Series:
     members: list[tuple[np.ndarray, np.ndarray]] | None = None  # each seed's (x, y), for a mean over seeds
 
     @property
+    def partial(self) -> bool:
+        """Some x has fewer seeds than the group (seeds still going, or evaluated at other x): the mean there is
+        not over every seed, so the figure draws each seed and the mean only where all have a point."""
+        return (self.count is not None and self.members is not None and len(self.count) > 0
+                and bool((self.count < len(self.members)).any()))
+
+    @property
     def unequal(self) -> bool:
-        """Seeds that end at different x (runs still going): the mean past the shortest seed is not over all."""
-        return self.count is not None and self.members is not None and int(self.count[-1]) < len(self.members)
+        """The last x has fewer seeds than the group: its final value is not a mean over every seed."""
+        return self.partial and int(self.count[-1]) < len(self.members)
 
     def seeds_at(self, i: int) -> str:
         """`` (k of n seeds)`` where only some seeds reached index ``i``, else nothing."""
-        if self.count is None or self.members is None or int(self.count[i]) == len(self.members):
+        if self.count is None or self.members is None or not len(self.count) or int(self.count[i]) == len(self.members):
             return ""
         return f" ({int(self.count[i])} of {len(self.members)} seeds)"
 
@@ -97,10 +104,12 @@ def aggregate(label: str, curves: list[tuple[np.ndarray, np.ndarray, np.ndarray 
         return Series(label, x, y, y - std, y + std, runs=runs, spread="± std over evaluation episodes")
     xs = np.unique(np.concatenate([c[0] for c in curves]))
     stacked = np.full((len(curves), len(xs)), np.nan)
+    present = np.zeros((len(curves), len(xs)), dtype=int)  # seeds with a point at each x (a NaN value counts)
     for i, (x, y, _) in enumerate(curves):
         stacked[i, np.searchsorted(xs, x)] = y
+        present[i, np.searchsorted(xs, x)] = 1
     return Series(label, xs, np.nanmean(stacked, axis=0), np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0),
-                  runs=runs, spread=f"min-max over {len(curves)} seeds", count=(~np.isnan(stacked)).sum(axis=0),
+                  runs=runs, spread=f"min-max over {len(curves)} seeds", count=present.sum(axis=0),
                   members=[(np.asarray(x), np.asarray(y)) for x, y, _ in curves])
 
 
@@ -135,8 +144,8 @@ def _finals(series: list[Series], fmt: str = "{:.4g}") -> str:
 def _spreads(series: list[Series]) -> str:
     seeds = any(s.spread.startswith("min-max") for s in series)
     episodes = any(s.spread.startswith("±") for s in series)
-    thin = (" Thin lines: each seed of a group whose seeds end at different x, its mean drawn only where every "
-            "seed got." if any(s.unequal for s in series) else "")
+    thin = (" Thin lines: each seed of a group whose seeds do not share every x (runs still going), its mean drawn "
+            "only where every seed has a point." if any(s.partial for s in series) else "")
     if seeds and episodes:
         return (" Shaded: min-max over seeds for lines that average several seeds, ± std over evaluation "
                 "episodes for single runs." + thin)
@@ -354,8 +363,7 @@ class _Builder:
                 tasks.setdefault(env_id, []).append(run)
         for env_id, runs in sorted(tasks.items()):
             series: list[Series] = []
-            # (method, label, env steps, returns, " (k of n seeds)" where only some seeds got that far)
-            ours: list[tuple[str, str, np.ndarray, np.ndarray, list[str]]] = []
+            ours: list[Ours] = []
             for group in self.groups(runs):
                 self.use(group)
                 curves = []
@@ -370,12 +378,12 @@ class _Builder:
                     curves.append((x, ret[keep], spread))
                 method = _method_label(group[0])
                 series.append(aggregate(f"{method} [{_group_label(group)}]", curves, [r.label for r in group]))
-                ours.append((method.split(" ")[0], series[-1].label, series[-1].x, series[-1].y,
-                             [series[-1].seeds_at(i) for i in range(len(series[-1].x))]))
+                ours.append(Ours(method.split(" ")[0], series[-1].label, series[-1].x, series[-1].y,
+                                 [series[-1].seeds_at(i) for i in range(len(series[-1].x))]))
             stem = "task_" + "".join(c if c.isalnum() else "_" for c in env_id)
             caption = (f"{env_id}: evaluation return against the real env steps collected so far. Final return: "
                        f"{_finals(series)}." + _best(series) + _spreads(series))
-            published = [c for c in published_for(env_id) if c.method in {m for m, *_ in ours}]
+            published = [c for c in published_for(env_id) if c.method in {o.method for o in ours}]
             for curve in published:
                 series.append(Series(f"{curve.method}, published ({curve.env_id})", np.asarray(curve.x),
                                      curve.mean, *((np.min(curve.rows, 0), np.max(curve.rows, 0))

@@ -9,6 +9,7 @@ Each curve says which file it comes from and how its rows were read, so the gap 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -116,8 +117,10 @@ REFERENCES: tuple[ReferencePoints, ...] = (
                      (120000.0, 347.0))),
     ReferencePoints("Hopper", "SAC", "Hopper-v5", "SB3 SAC, 1000 steps then 1000 updates", _SB3_SIDE_BY_SIDE,
                     ((30000.0, 339.0), (50000.0, 351.0))),
-    # the same measurement rerun here; tests/test_report.py checks these points against the committed CSV
-    ReferencePoints("Hopper", "SAC", "Hopper-v5", "SB3 SAC seed 0, rerun",
+    # the same measurement made here by its command; its returns differ from the issue's seed 0 point by point (the
+    # issue does not give its observation, evaluation seeds or versions). tests/test_report.py checks them against
+    # the CSV the command wrote.
+    ReferencePoints("Hopper", "SAC", "Hopper-v5", "SB3 SAC seed 0, benchmarks/sb3_sac.py",
                     "`OMP_NUM_THREADS=1 python benchmarks/sb3_sac.py --seed 0 --steps 60000 --csv "
                     "results/sb3_sac_hopper/seed0_step.csv` (Stable-Baselines3 2.9.0, our SAC's settings, one update "
                     "per env step, 5 deterministic episodes per evaluation) on a 2-core Intel Xeon Sapphire Rapids "
@@ -145,12 +148,22 @@ def published_for(env_id: str) -> list[PublishedCurve]:
     return [c for c in PUBLISHED if c.task == task_of(env_id)]
 
 
-def gap_lines(curves: list[PublishedCurve], ours: list[tuple]) -> list[str]:
-    """For each of our (method, label, env steps, returns[, a note per point]) with a published curve of that
-    method: our return at our last evaluation inside the published range (with its note, e.g. how many seeds got
-    there), the published mean there, and our share of it."""
+class Ours(NamedTuple):
+    """One of our curves for ``gap_lines``: its method (``MBPO``, ``SAC``), label, env steps and returns, and
+    optionally a note per point (how many seeds got there)."""
+
+    method: str
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    notes: list[str] | None = None
+
+
+def gap_lines(curves: list[PublishedCurve], ours: list[Ours]) -> list[str]:
+    """For each of our curves with a published curve of its method: our return at our last evaluation inside the
+    published range (with its note), the published mean there, and our share of it."""
     lines = []
-    for method, label, x, y, *notes in ours:
+    for method, label, x, y, notes in ours:
         for curve in (c for c in curves if c.method == method):
             inside = np.flatnonzero((x >= curve.x[0]) & (x <= curve.x[-1]))
             if not len(inside):
@@ -158,7 +171,7 @@ def gap_lines(curves: list[PublishedCurve], ours: list[tuple]) -> list[str]:
             i = inside[-1]
             ref = curve.at(float(x[i]))
             share = f" ({100 * y[i] / ref:.0f} % of it)" if ref > 0 else ""
-            note = notes[0][i] if notes else ""
+            note = notes[i] if notes else ""
             lines.append(f"{label}: {y[i]:.0f} at {x[i]:.0f} env steps{note}, published {method} {ref:.0f} there"
                          f"{share}")
     return lines

@@ -48,15 +48,15 @@ def figure(spec: FigureSpec):
     for ax, panel in zip(axes[0], spec.panels, strict=True):
         for s in panel.series:
             marker = "o" if len(s.x) <= MARKER_MAX_POINTS and s.style == "-" else None
-            # seeds that end at different x: the mean and band where every seed got, and each seed thin throughout
-            keep = s.count == len(s.members) if s.unequal else np.ones(len(s.x), dtype=bool)
-            (line,) = ax.plot(s.x[keep], s.y[keep], s.style, marker=marker, ms=3.5, lw=1.4 if marker else 0.9,
-                              label=s.label)
+            # seeds that do not share every x: the mean and band where every seed has a point, each seed thin
+            keep = s.count == len(s.members) if s.partial else np.ones(len(s.x), dtype=bool)
+            (line,) = ax.plot(s.x[keep], s.y[keep], s.style, marker=marker, ms=3.5,
+                              lw=1.4 if marker or s.partial else 0.9, label=s.label)
             if s.lo is not None and s.hi is not None:
                 ax.fill_between(s.x[keep], s.lo[keep], s.hi[keep], color=line.get_color(),
                                 alpha=0.1 if s.style != "-" else 0.2, lw=0)
-            for x, y in s.members if s.unequal else []:
-                ax.plot(x, y, s.style, color=line.get_color(), lw=0.7, alpha=0.8)
+            for x, y in s.members if s.partial else []:
+                ax.plot(x, y, s.style, color=line.get_color(), lw=0.6, alpha=0.45)
         if panel.logy and all(np.all(s.y > 0) for s in panel.series):
             ax.set_yscale("log")
         if "iteration" in panel.xlabel:

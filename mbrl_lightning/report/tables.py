@@ -320,7 +320,7 @@ def gap_tables(data: ReportData, headline: bool = False) -> list[Table]:
     ``GAP_STEPS``; ours with our share of the published mean of the same method. ``headline``: only the groups
     of ``HEADLINE_RUNS`` (tables ``headline-<task>``)."""
     tables = []
-    names = {r.label: r.name for r in data.runs}
+    names = {r.label: r.base_name for r in data.runs}  # a sweep's seeds (name__seed=N) belong to their config
     for env_id, spec, series in _task_series(data):
         curves = published_for(env_id)
         refs = [r for r in references_for(env_id) if r.headline or not headline]
