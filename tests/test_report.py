@@ -522,25 +522,36 @@ def test_gap_table_sets_published_means_and_reference_points_beside_ours():
     assert table.header[1] == ours.label and table.header[-len(refs):] == [r.label for r in refs]
     row = next(r for r in table.rows if r[0] == "30k")
     assert row[1] == f"300 (290 to 310); {100 * 300 / sac.at(30000.0):.0f} %"
-    assert row[-len(refs):] == ["304", "254", "339", "300"]  # SB3 seed 0, seed 1, 1000 then 1000, seed 0 rerun
+    assert row[-len(refs):] == [r.cell(30000.0) for r in refs]
+    assert row[-len(refs):-1] == ["304", "254", "339"]  # the issue's SB3 seed 0, seed 1, 1000 then 1000 updates
     row = next(r for r in table.rows if r[0] == "100k")
     assert row[1] == "" and row[-len(refs):] == ["", "342", "", ""]
     assert "Stable-Baselines3 2.9 SAC" in table.note and "Kubo et al. 2025" in table.note
 
 
 def test_references_measured_here_are_the_committed_measurement():
-    """A reference rerun in this repository quotes the CSV its command wrote (rounded), at every point it gives."""
+    """A reference measured in this repository quotes the CSVs its command wrote (rounded), at every gap step they
+    give, one seed per CSV."""
     import csv
 
-    from mbrl_lightning.report.published import GAP_STEPS, REFERENCES
+    from mbrl_lightning.report.published import GAP_STEPS, REFERENCES, SB3_HERE, SB3_HERE_LABEL
 
-    rerun = next(r for r in REFERENCES if r.label == "SB3 SAC seed 0, benchmarks/sb3_sac.py")
-    path = "results/sb3_sac_hopper/seed0_step.csv"
-    assert path in rerun.source
-    with open(Path(__file__).resolve().parents[1] / path) as f:
-        measured = {float(row["env_steps"]): float(row["return_mean"]) for row in csv.DictReader(f)}
-    assert rerun.points and all(ret == round(measured[steps]) for steps, ret in rerun.points)
-    assert {steps for steps, _ in rerun.points} == set(measured) & set(GAP_STEPS)  # every gap step it measured
+    here = next(r for r in REFERENCES if r.label == SB3_HERE_LABEL)
+    assert here.headline and "results/sb3_sac_hopper/" in here.source
+    assert len(here.seeds) == len(SB3_HERE) > 0
+    for seed, points in SB3_HERE.items():
+        with open(Path(__file__).resolve().parents[1] / "results" / "sb3_sac_hopper" / f"seed{seed}_step.csv") as f:
+            measured = {float(row["env_steps"]): float(row["return_mean"]) for row in csv.DictReader(f)}
+        assert all(ret == round(measured[steps]) for steps, ret in points)
+        assert {steps for steps, _ in points} == set(measured) & set(GAP_STEPS)  # every gap step it measured
+
+
+def test_reference_cells_give_mean_and_range_over_seeds():
+    from mbrl_lightning.report.published import ReferencePoints
+
+    ref = ReferencePoints("T", "SAC", "T-v0", "x", "s", (((1.0, 10.0), (2.0, 30.0)), ((1.0, 20.0),)))
+    assert (ref.cell(1.0), ref.cell(2.0), ref.cell(3.0)) == ("15 (10 to 20)", "30 (1 of 2 seeds)", "")
+    assert ref.at(1.0) == 15.0 and ref.at(3.0) is None
 
 
 def test_headline_table_keeps_the_current_configs_groups_only():

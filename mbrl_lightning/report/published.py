@@ -85,20 +85,36 @@ PUBLISHED: tuple[PublishedCurve, ...] = (
 
 @dataclass(frozen=True)
 class ReferencePoints:
-    """Returns of another implementation measured side by side with ours at a few env steps (not a published
-    curve: these are not drawn, only set beside ours in the gap table)."""
+    """Returns of another implementation measured side by side with ours at a few env steps, one or more seeds
+    (not a published curve: these are not drawn, only set beside ours in the gap table)."""
 
     task: str
     method: str
     env_id: str
     label: str
     source: str
-    points: tuple[tuple[float, float], ...]  # (env steps, evaluation return)
+    seeds: tuple[tuple[tuple[float, float], ...], ...]  # per seed: (env steps, evaluation return) points
     headline: bool = False  # also in the README's headline table (measured here, by a command in this repository)
 
+    def returns_at(self, env_steps: float) -> list[float]:
+        """The seeds' returns measured at exactly ``env_steps`` (empty where none was)."""
+        return [ret for points in self.seeds for steps, ret in points if steps == env_steps]
+
     def at(self, env_steps: float) -> float | None:
-        """The measured return at exactly ``env_steps``, or None where none was measured."""
-        return next((ret for steps, ret in self.points if steps == env_steps), None)
+        """The mean measured return at exactly ``env_steps``, or None where none was measured."""
+        returns = self.returns_at(env_steps)
+        return float(np.mean(returns)) if returns else None
+
+    def cell(self, env_steps: float) -> str:
+        """``mean`` (one seed) or ``mean (min to max)`` at ``env_steps``; empty where none was measured."""
+        returns = self.returns_at(env_steps)
+        if not returns:
+            return ""
+        mean = f"{np.mean(returns):.0f}"
+        if len(returns) == 1:
+            return mean if len(self.seeds) == 1 else f"{mean} (1 of {len(self.seeds)} seeds)"
+        seeds = f"; {len(returns)} of {len(self.seeds)} seeds" if len(returns) < len(self.seeds) else ""
+        return f"{mean} ({min(returns):.0f} to {max(returns):.0f}{seeds})"
 
 
 _SB3_SIDE_BY_SIDE = ("Stable-Baselines3 2.9 SAC, measured side by side with this project's SAC (issue 29) on Hopper-v5 "
@@ -107,25 +123,33 @@ _SB3_SIDE_BY_SIDE = ("Stable-Baselines3 2.9 SAC, measured side by side with this
                      "step, or, where the label says so, 1000 env steps collected and then 1000 updates, as this "
                      "project's block collection does")
 
+# benchmarks/sb3_sac.py run here: seed -> (env steps, mean return over the 5 evaluation episodes), rounded from
+# results/sb3_sac_hopper/seed<S>_step.csv
+SB3_HERE_LABEL = "SB3 SAC, benchmarks/sb3_sac.py"
+SB3_HERE: dict[int, tuple[tuple[float, float], ...]] = {
+    0: ((30000.0, 300.0), (40000.0, 341.0), (50000.0, 327.0), (60000.0, 366.0)),
+    1: ((30000.0, 494.0), (40000.0, 206.0), (50000.0, 639.0), (60000.0, 664.0)),
+}
+
 # Reference measurements, not drawn: Stable-Baselines3's SAC with our SAC's settings, to tell whether our SAC or
 # the published SAC curve's setup explains the gap to that curve.
 REFERENCES: tuple[ReferencePoints, ...] = (
     ReferencePoints("Hopper", "SAC", "Hopper-v5", "SB3 SAC seed 0", _SB3_SIDE_BY_SIDE,
-                    ((30000.0, 304.0), (40000.0, 285.0), (50000.0, 349.0), (60000.0, 333.0))),
+                    (((30000.0, 304.0), (40000.0, 285.0), (50000.0, 349.0), (60000.0, 333.0)),)),
     ReferencePoints("Hopper", "SAC", "Hopper-v5", "SB3 SAC seed 1", _SB3_SIDE_BY_SIDE,
-                    ((30000.0, 254.0), (40000.0, 291.0), (50000.0, 361.0), (60000.0, 308.0), (100000.0, 342.0),
-                     (120000.0, 347.0))),
+                    (((30000.0, 254.0), (40000.0, 291.0), (50000.0, 361.0), (60000.0, 308.0), (100000.0, 342.0),
+                      (120000.0, 347.0)),)),
     ReferencePoints("Hopper", "SAC", "Hopper-v5", "SB3 SAC, 1000 steps then 1000 updates", _SB3_SIDE_BY_SIDE,
-                    ((30000.0, 339.0), (50000.0, 351.0))),
-    # the same measurement made here by its command; its returns differ from the issue's seed 0 point by point (the
-    # issue does not give its observation, evaluation seeds or versions). tests/test_report.py checks them against
-    # the CSV the command wrote.
-    ReferencePoints("Hopper", "SAC", "Hopper-v5", "SB3 SAC seed 0, benchmarks/sb3_sac.py",
-                    "`OMP_NUM_THREADS=1 python benchmarks/sb3_sac.py --seed 0 --steps 60000 --csv "
-                    "results/sb3_sac_hopper/seed0_step.csv` (Stable-Baselines3 2.9.0, our SAC's settings, one update "
-                    "per env step, 5 deterministic episodes per evaluation) on a 2-core Intel Xeon Sapphire Rapids "
-                    "VM, one thread",
-                    ((30000.0, 300.0), (40000.0, 341.0), (50000.0, 327.0), (60000.0, 366.0)), headline=True),
+                    (((30000.0, 339.0), (50000.0, 351.0)),)),
+    # the same measurement made here by its command, seeds 0-2 (seed 0's returns differ from the issue's seed 0 point
+    # by point: the issue does not give its observation, evaluation seeds or versions). tests/test_report.py checks
+    # these against the CSVs the command wrote.
+    ReferencePoints("Hopper", "SAC", "Hopper-v5", SB3_HERE_LABEL,
+                    "`OMP_NUM_THREADS=1 python benchmarks/sb3_sac.py --seed S --steps 60000`, S = 0, 1, 2, each "
+                    "saved with `--csv` in `results/sb3_sac_hopper/` (Stable-Baselines3 2.9.0 with our SAC's "
+                    "observation, networks and hyperparameters, one update per env step, 5 deterministic episodes per "
+                    "evaluation) on a 2-core Intel Xeon Sapphire Rapids VM, one thread each",
+                    tuple(SB3_HERE.values()), headline=True),
 )
 
 # env steps at which the gap table sets our runs beside the published curves and the reference measurements

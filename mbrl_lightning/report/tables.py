@@ -357,7 +357,7 @@ def gap_tables(data: ReportData, headline: bool = False) -> list[Table]:
                     hi = max(float(np.interp(steps, c.x, r)) for r in c.rows)
                     cell += f" ({lo:.0f} to {hi:.0f})"
                 row.append(cell)
-            row += [fmt(r.at(steps), ".0f") if r.at(steps) is not None else "" for r in refs]
+            row += [r.cell(steps) for r in refs]
             if any(cell for cell in row[1:]):
                 rows.append(row)
         sources = [f"{c.method} published: {c.source} on {c.env_id} ({c.how})" for c in curves]
