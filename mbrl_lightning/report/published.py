@@ -129,6 +129,7 @@ SB3_HERE_LABEL = "SB3 SAC, benchmarks/sb3_sac.py"
 SB3_HERE: dict[int, tuple[tuple[float, float], ...]] = {
     0: ((30000.0, 300.0), (40000.0, 341.0), (50000.0, 327.0), (60000.0, 366.0)),
     1: ((30000.0, 494.0), (40000.0, 206.0), (50000.0, 639.0), (60000.0, 664.0)),
+    2: ((30000.0, 288.0), (40000.0, 306.0), (50000.0, 284.0), (60000.0, 327.0)),
 }
 
 # Reference measurements, not drawn: Stable-Baselines3's SAC with our SAC's settings, to tell whether our SAC or
