@@ -56,7 +56,7 @@ def figure(spec: FigureSpec):
                 ax.fill_between(s.x[keep], s.lo[keep], s.hi[keep], color=line.get_color(),
                                 alpha=0.1 if s.style != "-" else 0.2, lw=0)
             for x, y in s.members if s.partial else []:
-                ax.plot(x, y, s.style, color=line.get_color(), lw=0.6, alpha=0.45)
+                ax.plot(x, y, s.style, color=line.get_color(), lw=0.8, alpha=0.7)
         if panel.logy and all(np.all(s.y > 0) for s in panel.series):
             ax.set_yscale("log")
         if "iteration" in panel.xlabel:
