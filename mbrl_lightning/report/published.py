@@ -119,7 +119,8 @@ class ReferencePoints:
 
 _SB3_SIDE_BY_SIDE = ("Stable-Baselines3 2.9 SAC, measured side by side with this project's SAC (issue 29) on Hopper-v5 "
                      "with the settings of configs/mbpo/hopper_sac.yaml (5000 random steps, batch 256, 2 x 256, "
-                     "lr 3e-4, learned temperature, tau 0.005), one thread each, seeds 0 and 1, one update per env "
+                     "lr 3e-4, learned temperature, tau 0.005; the observation not stated), one thread each, seeds 0 "
+                     "and 1, one update per env "
                      "step, or, where the label says so, 1000 env steps collected and then 1000 updates, as this "
                      "project's block collection does")
 
