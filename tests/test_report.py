@@ -324,6 +324,8 @@ def test_seeds_still_running_are_drawn_each_and_stated_with_how_many_got_there(t
         assert list(mean.get_xdata()) == [10000.0, 11000.0] and list(mean.get_ydata()) == [200.0, 400.0]
         assert sorted(len(line.get_xdata()) for line in seeds) == [2, 4]
         assert all(line.get_color() == mean.get_color() for line in seeds)
+        ends = {t.get_text(): t.xy for t in fig.axes[0].texts}  # each seed named at its last point
+        assert ends == {"version_0": (13000.0, 2000.0), "version_1": (11000.0, 300.0)}
         assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == ours.label
     finally:
         plt.close(fig)

@@ -144,8 +144,9 @@ def _finals(series: list[Series], fmt: str = "{:.4g}") -> str:
 def _spreads(series: list[Series]) -> str:
     seeds = any(s.spread.startswith("min-max") for s in series)
     episodes = any(s.spread.startswith("±") for s in series)
-    thin = (" Thin lines: each seed of a group whose seeds do not share every x (runs still going), its mean drawn "
-            "only where every seed has a point." if any(s.partial for s in series) else "")
+    thin = (" Thin lines: each seed of a group whose seeds do not share every x (runs still going), named at its "
+            "end by its run folder, its mean drawn only where every seed has a point."
+            if any(s.partial for s in series) else "")
     if seeds and episodes:
         return (" Shaded: min-max over seeds for lines that average several seeds, ± std over evaluation "
                 "episodes for single runs." + thin)

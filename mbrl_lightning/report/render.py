@@ -55,8 +55,11 @@ def figure(spec: FigureSpec):
             if s.lo is not None and s.hi is not None:
                 ax.fill_between(s.x[keep], s.lo[keep], s.hi[keep], color=line.get_color(),
                                 alpha=0.1 if s.style != "-" else 0.2, lw=0)
-            for x, y in s.members if s.partial else []:
+            for i, (x, y) in enumerate(s.members if s.partial else []):
                 ax.plot(x, y, s.style, color=line.get_color(), lw=0.8, alpha=0.7)
+                if len(x) and i < len(s.runs):  # which seed is which: its run folder at its last point
+                    ax.annotate(s.runs[i].rsplit("/", 1)[-1], (x[-1], y[-1]), xytext=(3, 0), fontsize=6,
+                                textcoords="offset points", color=line.get_color(), va="center")
         if panel.logy and all(np.all(s.y > 0) for s in panel.series):
             ax.set_yscale("log")
         if "iteration" in panel.xlabel:
