@@ -553,7 +553,7 @@ def test_reference_cells_give_mean_and_range_over_seeds():
 
     ref = ReferencePoints("T", "SAC", "T-v0", "x", "s", (((1.0, 10.0), (2.0, 30.0)), ((1.0, 20.0),)))
     assert (ref.cell(1.0), ref.cell(2.0), ref.cell(3.0)) == ("15 (10 to 20)", "30 (1 of 2 seeds)", "")
-    assert ref.at(1.0) == 15.0 and ref.at(3.0) is None
+    assert ref.returns_at(1.0) == [10.0, 20.0] and ref.returns_at(3.0) == []
 
 
 def test_headline_table_keeps_the_current_configs_groups_only():

@@ -100,11 +100,6 @@ class ReferencePoints:
         """The seeds' returns measured at exactly ``env_steps`` (empty where none was)."""
         return [ret for points in self.seeds for steps, ret in points if steps == env_steps]
 
-    def at(self, env_steps: float) -> float | None:
-        """The mean measured return at exactly ``env_steps``, or None where none was measured."""
-        returns = self.returns_at(env_steps)
-        return float(np.mean(returns)) if returns else None
-
     def cell(self, env_steps: float) -> str:
         """``mean`` (one seed) or ``mean (min to max)`` at ``env_steps``; empty where none was measured."""
         returns = self.returns_at(env_steps)
@@ -120,9 +115,8 @@ class ReferencePoints:
 _SB3_SIDE_BY_SIDE = ("Stable-Baselines3 2.9 SAC, measured side by side with this project's SAC (issue 29) on Hopper-v5 "
                      "with the settings of configs/mbpo/hopper_sac.yaml (5000 random steps, batch 256, 2 x 256, "
                      "lr 3e-4, learned temperature, tau 0.005; the observation not stated), one thread each, seeds 0 "
-                     "and 1, one update per env "
-                     "step, or, where the label says so, 1000 env steps collected and then 1000 updates, as this "
-                     "project's block collection does")
+                     "and 1, one update per env step, or, where the label says so, 1000 env steps collected and then "
+                     "1000 updates, as this project's block collection does")
 
 # benchmarks/sb3_sac.py run here: seed -> (env steps, mean return over the 5 evaluation episodes), rounded from
 # results/sb3_sac_hopper/seed<S>_step.csv
